@@ -1,0 +1,143 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// Authenticator is one enrolled authenticator app of an account.
+type Authenticator struct {
+	ID     int64
+	UserID int64
+	Label  string
+	// Secret is the base32 TOTP secret, opened from its sealed form.
+	Secret    string
+	Confirmed bool
+	// LastStep is the last TOTP time step accepted for it.
+	LastStep int64
+	Created  time.Time
+}
+
+func secretContext(userID int64) string { return fmt.Sprintf("totp user %d", userID) }
+
+// AddAuthenticator enrolls a new, unconfirmed authenticator. An account
+// without an active one moves to pending.
+func (s *Store) AddAuthenticator(ctx context.Context, name, label, secret string) (*Authenticator, error) {
+	label = strings.TrimSpace(label)
+	if label == "" || len(label) > 64 {
+		return nil, fmt.Errorf("authenticator label must be 1 to 64 characters")
+	}
+	if secret == "" {
+		return nil, fmt.Errorf("authenticator: empty secret")
+	}
+	var a *Authenticator
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		var uid int64
+		if err := tx.QueryRowContext(ctx, `SELECT id FROM users WHERE name = ?`, name).Scan(&uid); err != nil {
+			if errors.Is(err, sql.ErrNoRows) {
+				return fmt.Errorf("user %s: %w", name, ErrNotFound)
+			}
+			return err
+		}
+		var n int
+		if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM authenticators WHERE user_id = ? AND label = ?`, uid, label).Scan(&n); err != nil {
+			return err
+		}
+		if n > 0 {
+			return fmt.Errorf("user %s: authenticator %q: %w", name, label, ErrExists)
+		}
+		sealed, err := s.sealer.Seal([]byte(secret), secretContext(uid))
+		if err != nil {
+			return err
+		}
+		now := s.now()
+		res, err := tx.ExecContext(ctx, `INSERT INTO authenticators (user_id, label, secret, created_at) VALUES (?, ?, ?, ?)`,
+			uid, label, sealed, unix(now))
+		if err != nil {
+			return err
+		}
+		id, _ := res.LastInsertId()
+		if _, err := tx.ExecContext(ctx, `UPDATE users SET two_step = 'pending', updated_at = ? WHERE id = ? AND two_step = 'none'`,
+			unix(now), uid); err != nil {
+			return err
+		}
+		a = &Authenticator{ID: id, UserID: uid, Label: label, Secret: secret, Created: time.Unix(unix(now), 0)}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+// Authenticators returns an account's authenticators with their secrets
+// opened; confirmedOnly leaves out those still pending.
+func (s *Store) Authenticators(ctx context.Context, userID int64, confirmedOnly bool) ([]Authenticator, error) {
+	q := `SELECT id, user_id, label, secret, confirmed, last_step, created_at FROM authenticators WHERE user_id = ?`
+	if confirmedOnly {
+		q += ` AND confirmed = 1`
+	}
+	rows, err := s.db.QueryContext(ctx, q+` ORDER BY id`, userID)
+	if err != nil {
+		return nil, fmt.Errorf("authenticators: %w", err)
+	}
+	defer rows.Close()
+	var out []Authenticator
+	for rows.Next() {
+		var a Authenticator
+		var sealed []byte
+		var created int64
+		if err := rows.Scan(&a.ID, &a.UserID, &a.Label, &sealed, &a.Confirmed, &a.LastStep, &created); err != nil {
+			return nil, fmt.Errorf("authenticators: %w", err)
+		}
+		pt, err := s.sealer.Open(sealed, secretContext(a.UserID))
+		if err != nil {
+			return nil, fmt.Errorf("authenticator %d of user id %d: %w", a.ID, a.UserID, err)
+		}
+		a.Secret = string(pt)
+		a.Created = time.Unix(created, 0)
+		out = append(out, a)
+	}
+	return out, rows.Err()
+}
+
+// ConfirmAuthenticator marks an authenticator confirmed by a first code
+// accepted at time step step, turns two-step on for the account, and
+// records the step so that the confirming code cannot also sign in.
+func (s *Store) ConfirmAuthenticator(ctx context.Context, id, step int64) error {
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		var uid int64
+		err := tx.QueryRowContext(ctx, `UPDATE authenticators SET confirmed = 1, last_step = MAX(last_step, ?)
+			WHERE id = ? RETURNING user_id`, step, id).Scan(&uid)
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("authenticator %d: %w", id, ErrNotFound)
+		}
+		if err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, `UPDATE users SET two_step = 'active', updated_at = ? WHERE id = ?`, unix(s.now()), uid)
+		return err
+	})
+}
+
+// DisableTwoStep removes every authenticator of an account, turns two-step
+// off and moves the epoch (a reset ends every session).
+func (s *Store) DisableTwoStep(ctx context.Context, name string) error {
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		var uid int64
+		err := tx.QueryRowContext(ctx, `UPDATE users SET two_step = 'none', epoch = epoch + 1, updated_at = ?
+			WHERE name = ? RETURNING id`, unix(s.now()), name).Scan(&uid)
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("user %s: %w", name, ErrNotFound)
+		}
+		if err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, `DELETE FROM authenticators WHERE user_id = ?`, uid)
+		return err
+	})
+}

@@ -1,0 +1,252 @@
+// Package store keeps stepgate's durable state, accounts and their
+// authenticators, in an embedded SQLite database (modernc.org/sqlite, no
+// cgo) with its schema migrations compiled into the binary.
+package store
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/url"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/stepgate/stepgate/internal/seal"
+
+	_ "modernc.org/sqlite" // registers the "sqlite" driver
+)
+
+//go:embed migrations/*.sql
+var migrationFS embed.FS
+
+// ErrNotFound is returned when a user or authenticator does not exist.
+var ErrNotFound = errors.New("not found")
+
+// ErrExists is returned when a name is already taken.
+var ErrExists = errors.New("already exists")
+
+// Store is the durable account store. It is safe for concurrent use by
+// one process; other processes (the CLI next to a running server) may
+// open the same file at the same time.
+type Store struct {
+	path   string
+	db     *sql.DB
+	sealer *seal.Sealer
+	now    func() time.Time
+	steps  *stepCommitter
+}
+
+// Options tune Open.
+type Options struct {
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// Open opens (creating if needed) the database at path, applies pending
+// migrations and checks that sealer holds the key the database was
+// sealed with.
+func Open(ctx context.Context, path string, sealer *seal.Sealer, opts Options) (*Store, error) {
+	if sealer == nil {
+		return nil, fmt.Errorf("store %s: no sealing key", path)
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("store %s: %w", path, err)
+	}
+	// Create the file ourselves so that it is never readable by others.
+	if f, err := os.OpenFile(path, os.O_RDONLY|os.O_CREATE, 0o600); err == nil {
+		f.Close()
+	} else {
+		return nil, fmt.Errorf("store %s: %w", path, err)
+	}
+	db, err := openDB(path)
+	if err != nil {
+		return nil, fmt.Errorf("store %s: %w", path, err)
+	}
+	s := &Store{path: path, db: db, sealer: sealer, now: time.Now}
+	if opts.Now != nil {
+		s.now = opts.Now
+	}
+	if err := s.migrate(ctx); err != nil {
+		db.Close()
+		return nil, err
+	}
+	if err := s.checkKey(ctx); err != nil {
+		db.Close()
+		return nil, err
+	}
+	s.steps = newStepCommitter(s.db)
+	return s, nil
+}
+
+// Close stops background work and closes the database.
+func (s *Store) Close() error {
+	s.steps.close()
+	return s.db.Close()
+}
+
+// Path is the database file.
+func (s *Store) Path() string { return s.path }
+
+// Sealer is the key the store seals secrets with.
+func (s *Store) Sealer() *seal.Sealer { return s.sealer }
+
+// Version is the schema version the database is at.
+func (s *Store) Version(ctx context.Context) (int, error) {
+	var v int
+	err := s.db.QueryRowContext(ctx, "PRAGMA user_version").Scan(&v)
+	return v, err
+}
+
+// Generation is a counter that every change to an account, an
+// authenticator's enrollment or a group membership moves, whichever
+// process made it. A cache of accounts polls it to know when to reload;
+// accepting a code does not move it.
+func (s *Store) Generation(ctx context.Context) (int64, error) {
+	var v int64
+	err := s.db.QueryRowContext(ctx, "SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'generation'").Scan(&v)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, nil
+	}
+	return v, err
+}
+
+type migration struct {
+	version int
+	name    string
+	sql     string
+}
+
+func migrations() ([]migration, error) {
+	entries, err := fs.ReadDir(migrationFS, "migrations")
+	if err != nil {
+		return nil, err
+	}
+	var out []migration
+	for _, e := range entries {
+		n, _, ok := strings.Cut(e.Name(), "_")
+		v, err := strconv.Atoi(n)
+		if !ok || err != nil {
+			return nil, fmt.Errorf("migration %s: name must start with a number and _", e.Name())
+		}
+		b, err := fs.ReadFile(migrationFS, "migrations/"+e.Name())
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, migration{version: v, name: e.Name(), sql: string(b)})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].version < out[j].version })
+	for i, m := range out {
+		if m.version != i+1 {
+			return nil, fmt.Errorf("migration %s: expected number %d", m.name, i+1)
+		}
+	}
+	return out, nil
+}
+
+// LatestVersion is the schema version this binary migrates to.
+func LatestVersion() int {
+	ms, err := migrations()
+	if err != nil {
+		return 0
+	}
+	return len(ms)
+}
+
+func (s *Store) migrate(ctx context.Context) error {
+	return s.migrateTo(ctx, -1)
+}
+
+// migrateTo applies migrations up to version target (-1: all).
+func (s *Store) migrateTo(ctx context.Context, target int) error {
+	ms, err := migrations()
+	if err != nil {
+		return fmt.Errorf("store %s: %w", s.path, err)
+	}
+	if target < 0 {
+		target = len(ms)
+	}
+	cur, err := s.Version(ctx)
+	if err != nil {
+		return fmt.Errorf("store %s: reading schema version: %w", s.path, err)
+	}
+	if cur > len(ms) {
+		return fmt.Errorf("store %s: schema version %d is newer than this stepgate knows (%d); use a newer binary", s.path, cur, len(ms))
+	}
+	for _, m := range ms[cur:target] {
+		tx, err := s.db.BeginTx(ctx, nil)
+		if err != nil {
+			return fmt.Errorf("store %s: migration %s: %w", s.path, m.name, err)
+		}
+		// Another process may have migrated while we waited for the lock.
+		var v int
+		if err := tx.QueryRowContext(ctx, "PRAGMA user_version").Scan(&v); err != nil {
+			tx.Rollback()
+			return fmt.Errorf("store %s: migration %s: %w", s.path, m.name, err)
+		}
+		if v >= m.version {
+			tx.Rollback()
+			continue
+		}
+		if _, err := tx.ExecContext(ctx, m.sql); err != nil {
+			tx.Rollback()
+			return fmt.Errorf("store %s: migration %s: %w", s.path, m.name, err)
+		}
+		if _, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", m.version)); err != nil {
+			tx.Rollback()
+			return fmt.Errorf("store %s: migration %s: %w", s.path, m.name, err)
+		}
+		if err := tx.Commit(); err != nil {
+			return fmt.Errorf("store %s: migration %s: %w", s.path, m.name, err)
+		}
+	}
+	return nil
+}
+
+// checkKey records the sealing key's fingerprint in a new database and
+// refuses a database sealed under another key, naming both files.
+func (s *Store) checkKey(ctx context.Context) error {
+	id := s.sealer.KeyID()
+	var have string
+	err := s.db.QueryRowContext(ctx, "SELECT value FROM meta WHERE key = 'sealing_key_id'").Scan(&have)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		_, err = s.db.ExecContext(ctx, "INSERT INTO meta (key, value) VALUES ('sealing_key_id', ?) ON CONFLICT (key) DO NOTHING", id)
+		if err != nil {
+			return fmt.Errorf("store %s: recording the sealing key: %w", s.path, err)
+		}
+		return s.checkKey(ctx)
+	case err != nil:
+		return fmt.Errorf("store %s: reading the sealing key id: %w", s.path, err)
+	case have != id:
+		return fmt.Errorf("store %s was sealed with another key than %s (key id %s, the database expects %s); "+
+			"point STEPGATE_SEALING_KEY_FILE at the right key file", s.path, s.sealer.Path(), id, have)
+	}
+	return nil
+}
+
+func openDB(path string) (*sql.DB, error) {
+	q := url.Values{}
+	q.Add("_pragma", "busy_timeout(10000)")
+	q.Add("_pragma", "journal_mode(WAL)")
+	// FULL: a commit is on disk before it returns, which the replay guard
+	// relies on; group commit keeps that cheap.
+	q.Add("_pragma", "synchronous(FULL)")
+	q.Add("_pragma", "foreign_keys(1)")
+	q.Set("_txlock", "immediate")
+	db, err := sql.Open("sqlite", "file:"+path+"?"+q.Encode())
+	if err != nil {
+		return nil, err
+	}
+	db.SetMaxOpenConns(8)
+	db.SetConnMaxIdleTime(5 * time.Minute)
+	return db, nil
+}
+
+func unix(t time.Time) int64 { return t.Unix() }

@@ -1,0 +1,91 @@
+package verifier
+
+import "time"
+
+// Attempt is one sign-in as a protocol front end saw it.
+type Attempt struct {
+	// Protocol names the front end: "ldap", "imap", "cli".
+	Protocol string
+	// User is the account name the client gave, already taken out of
+	// protocol syntax (a DN's uid, the part before '@' where configured).
+	User string
+	// Secret is exactly what the client submitted: password, or password
+	// and code. It is never logged or kept.
+	Secret string
+	// Remote is the client's address without the port ("192.0.2.7").
+	Remote string
+	// TLS says whether the client's connection is encrypted.
+	TLS bool
+	// Password, when set, checks the password for this attempt instead of
+	// the local hash: an upstream bind or login on the client's own
+	// upstream connection. It is called on every attempt that gets that
+	// far, session hits included, because the connection needs it.
+	Password PasswordChecker
+}
+
+// Result is allow or deny.
+type Result string
+
+// Results.
+const (
+	Allow Result = "allow"
+	Deny  Result = "deny"
+)
+
+// Reason says why a decision came out as it did. It goes to the audit log
+// and the metrics, never to the client: every deny looks the same outside.
+type Reason string
+
+// Reasons.
+const (
+	ReasonSession     Reason = "session"      // allowed: a live session for this exact string
+	ReasonCode        Reason = "code"         // allowed: password and a fresh code
+	ReasonPasswordOnly Reason = "password_only" // allowed: not enrolled, policy allow; or a service account
+
+	ReasonEmpty       Reason = "empty_password"
+	ReasonLocked      Reason = "locked_out"
+	ReasonUnknownUser Reason = "unknown_user"
+	ReasonDisabled    Reason = "disabled"
+	ReasonNotEnrolled Reason = "not_enrolled"
+	ReasonServiceOnly Reason = "service_account_protocol"
+	ReasonBadPassword Reason = "bad_password"
+	ReasonBadCode     Reason = "bad_code"
+	ReasonNoCode      Reason = "no_code"
+	ReasonReplayed    Reason = "replayed_code"
+	ReasonCodeSent    Reason = "code_sent"
+	ReasonUnavailable Reason = "unavailable"
+	ReasonError       Reason = "internal_error"
+)
+
+// Decision is the verifier's answer to an Attempt.
+type Decision struct {
+	Result Result
+	Reason Reason
+	// User is the account's canonical name on success.
+	User string
+	// Message, when not empty, is text meant for the person at the client
+	// ("Security code sent to ***-***-1234. Append it to your password.").
+	// Front ends show it where their protocol has room; otherwise they
+	// show their generic failure text.
+	Message string
+	// Session is the session that let the attempt in, or that it opened.
+	// Its Revoked channel tells a front end when to close connections.
+	Session SessionHandle
+	// Elapsed is how long the decision took.
+	Elapsed time.Duration
+}
+
+// Allowed reports whether the attempt is let in.
+func (d Decision) Allowed() bool { return d.Result == Allow }
+
+// Unavailable reports whether the attempt failed because a password
+// backend could not be reached (so a client should keep its password).
+func (d Decision) Unavailable() bool { return d.Reason == ReasonUnavailable }
+
+// SessionHandle is what a front end may know of a session.
+type SessionHandle interface {
+	// SessionID names the session in the admin API and the audit log.
+	SessionID() string
+	// Revoked is closed when the session is revoked.
+	Revoked() <-chan struct{}
+}
