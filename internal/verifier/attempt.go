@@ -38,8 +38,8 @@ type Reason string
 
 // Reasons.
 const (
-	ReasonSession     Reason = "session"      // allowed: a live session for this exact string
-	ReasonCode        Reason = "code"         // allowed: password and a fresh code
+	ReasonSession      Reason = "session"       // allowed: a live session for this exact string
+	ReasonCode         Reason = "code"          // allowed: password and a fresh code
 	ReasonPasswordOnly Reason = "password_only" // allowed: not enrolled, policy allow; or a service account
 
 	ReasonEmpty       Reason = "empty_password"

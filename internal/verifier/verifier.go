@@ -164,8 +164,8 @@ func (v *Verifier) Sessions() *session.Store { return v.sessions }
 // handle adapts a session to SessionHandle.
 type handle struct{ s *session.Session }
 
-func (h handle) SessionID() string          { return h.s.ID }
-func (h handle) Revoked() <-chan struct{}   { return h.s.Revoked() }
+func (h handle) SessionID() string        { return h.s.ID }
+func (h handle) Revoked() <-chan struct{} { return h.s.Revoked() }
 
 // Verify decides one attempt and emits its audit event.
 func (v *Verifier) Verify(ctx context.Context, a Attempt) Decision {
