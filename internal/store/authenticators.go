@@ -25,7 +25,8 @@ type Authenticator struct {
 func secretContext(userID int64) string { return fmt.Sprintf("totp user %d", userID) }
 
 // AddAuthenticator enrolls a new, unconfirmed authenticator. An account
-// without an active one moves to pending.
+// without an active one moves to pending. An unconfirmed authenticator
+// with the same label is replaced; a confirmed one is an error.
 func (s *Store) AddAuthenticator(ctx context.Context, name, label, secret string) (*Authenticator, error) {
 	label = strings.TrimSpace(label)
 	if label == "" || len(label) > 64 {
@@ -41,6 +42,11 @@ func (s *Store) AddAuthenticator(ctx context.Context, name, label, secret string
 			if errors.Is(err, sql.ErrNoRows) {
 				return fmt.Errorf("user %s: %w", name, ErrNotFound)
 			}
+			return err
+		}
+		// Enrolling again under the same label replaces an unconfirmed one
+		// (the first QR code was never scanned, say).
+		if _, err := tx.ExecContext(ctx, `DELETE FROM authenticators WHERE user_id = ? AND label = ? AND confirmed = 0`, uid, label); err != nil {
 			return err
 		}
 		var n int
@@ -140,4 +146,27 @@ func (s *Store) DisableTwoStep(ctx context.Context, name string) error {
 		_, err = tx.ExecContext(ctx, `DELETE FROM authenticators WHERE user_id = ?`, uid)
 		return err
 	})
+}
+
+// AuthenticatorCount is how many authenticators an account has.
+type AuthenticatorCount struct{ Confirmed, Pending int }
+
+// AuthenticatorCounts returns the counts for every account that has any,
+// by user id, without opening a single secret.
+func (s *Store) AuthenticatorCounts(ctx context.Context) (map[int64]AuthenticatorCount, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT user_id, SUM(confirmed), SUM(1 - confirmed) FROM authenticators GROUP BY user_id`)
+	if err != nil {
+		return nil, fmt.Errorf("counting authenticators: %w", err)
+	}
+	defer rows.Close()
+	out := map[int64]AuthenticatorCount{}
+	for rows.Next() {
+		var id int64
+		var c AuthenticatorCount
+		if err := rows.Scan(&id, &c.Confirmed, &c.Pending); err != nil {
+			return nil, err
+		}
+		out[id] = c
+	}
+	return out, rows.Err()
 }

@@ -2,6 +2,8 @@ package verifier_test
 
 import (
 	"context"
+	"io"
+	"log/slog"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -403,8 +405,13 @@ func TestAuditHasNoSecret(t *testing.T) {
 	}
 }
 
+// discardAudit encodes audit events as in production, to nowhere.
+func discardAudit(c *verifier.Config) { c.Audit = slog.New(slog.NewJSONHandler(io.Discard, nil)) }
+
+// BenchmarkSessionHit is a reconnecting client's decision: a live session
+// for the exact string (target: under 5 µs).
 func BenchmarkSessionHit(b *testing.B) {
-	e := verifiertest.New(b, verifiertest.Options{})
+	e := verifiertest.New(b, verifiertest.Options{Configure: discardAudit})
 	u := e.AddEnrolled(b, "alice", "classmate")
 	s := "classmate" + u.Code(b)
 	a := verifier.Attempt{Protocol: "ldap", User: "alice", Secret: s, Remote: "127.0.0.1"}
@@ -416,6 +423,40 @@ func BenchmarkSessionHit(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		if d := e.Verifier.Verify(context.Background(), a); d.Reason != verifier.ReasonSession {
 			b.Fatal(d.Reason)
+		}
+	}
+}
+
+// BenchmarkFirstSignIn is a full decision: password hash (argon2id with the
+// test's cheap parameters, so this measures stepgate's own work), TOTP
+// window, durable replay guard (group commit) and a new session.
+func BenchmarkFirstSignIn(b *testing.B) {
+	clock := verifiertest.NewClock(t0)
+	e := verifiertest.New(b, verifiertest.Options{Clock: clock, Configure: discardAudit})
+	u := e.AddEnrolled(b, "alice", "classmate")
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		clock.Advance(30 * time.Second) // a fresh step for every sign-in
+		a := verifier.Attempt{Protocol: "ldap", User: "alice", Secret: "classmate" + u.Code(b), Remote: "127.0.0.1"}
+		if d := e.Verifier.Verify(context.Background(), a); d.Reason != verifier.ReasonCode {
+			b.Fatal(d.Reason)
+		}
+	}
+}
+
+// BenchmarkWrongCode is the cost of refusing a wrong code.
+func BenchmarkWrongCode(b *testing.B) {
+	e := verifiertest.New(b, verifiertest.Options{Configure: func(c *verifier.Config) {
+		discardAudit(c)
+	}, SessionConfig: func(c *session.Config) { c.Limits = session.Limits{MaxFailures: 1 << 30, Window: time.Nanosecond, Lockout: time.Second, MaxLockout: time.Second} }})
+	e.AddEnrolled(b, "alice", "classmate")
+	a := verifier.Attempt{Protocol: "ldap", User: "alice", Secret: "classmate000000", Remote: "127.0.0.1"}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if d := e.Verifier.Verify(context.Background(), a); d.Allowed() {
+			b.Fatal("allowed")
 		}
 	}
 }

@@ -1,0 +1,46 @@
+# stepgate: two-step verification for clients that can only send a password.
+GO      ?= go
+BIN     := bin/stepgate
+DATA    ?= ./stepgate-data
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -X github.com/stepgate/stepgate/internal/cli.Version=$(VERSION)
+FUZZTIME ?= 30s
+
+.PHONY: all build run test bench bench-smoke lint fuzz clean
+
+all: build
+
+build:
+	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/stepgate
+
+# Runs stepgate on its embedded default: a data folder in ./stepgate-data,
+# a demo user with its QR code, LDAP on 127.0.0.1:3389, IMAP (demo mailbox)
+# on 127.0.0.1:1143, admin on 127.0.0.1:9386. Ctrl-C stops it.
+run: build
+	$(BIN) --data-dir $(DATA) serve --demo --imap-upstream demo
+
+test:
+	$(GO) test -race -count=1 ./...
+
+# Go benchmarks of the core and the front ends (see README, Performance).
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem -count 3 ./...
+
+# A few seconds of every benchmark, so the harness cannot rot (CI runs it).
+bench-smoke:
+	$(GO) test -run '^$$' -bench . -benchtime 1x ./...
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+# Runs every fuzz target for FUZZTIME each.
+fuzz:
+	@set -e; for pkg in $$($(GO) list ./...); do \
+	  for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
+	    echo "== $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg; \
+	  done; \
+	done
+
+clean:
+	rm -rf bin

@@ -1,0 +1,392 @@
+// Package config reads stepgate's YAML configuration, fills in defaults
+// and validates every key, so that a bad file stops start-up with the
+// file, the key and the reason.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/stepgate/stepgate/internal/credential"
+)
+
+// Config is the whole configuration of `stepgate serve`.
+type Config struct {
+	Log      Log      `yaml:"log"`
+	Audit    Audit    `yaml:"audit"`
+	TwoStep  TwoStep  `yaml:"two_step"`
+	Sessions Sessions `yaml:"sessions"`
+	Lockout  Lockout  `yaml:"lockout"`
+	Admin    Admin    `yaml:"admin"`
+	TLS      TLS      `yaml:"tls"`
+	LDAP     LDAP     `yaml:"ldap"`
+	IMAP     IMAP     `yaml:"imap"`
+
+	// file is where the config came from, for messages.
+	file string
+}
+
+// Log configures operational logging.
+type Log struct {
+	Level  string `yaml:"level"`  // debug, info, warn, error
+	Format string `yaml:"format"` // json or text
+}
+
+// Audit configures the audit trail (one JSON event per decision).
+type Audit struct {
+	// File receives audit events; "-" (the default) is standard error.
+	File string `yaml:"file"`
+}
+
+// TwoStep configures codes and the policy for accounts without them.
+type TwoStep struct {
+	Policy    string   `yaml:"policy"`    // deny or allow
+	Digits    int      `yaml:"digits"`    // 6 to 8
+	Separator string   `yaml:"separator"` // "" or one of ; , : | +
+	Period    Duration `yaml:"period"`    // TOTP step, 30s
+	Skew      int      `yaml:"skew"`      // steps either side, 1
+	Issuer    string   `yaml:"issuer"`    // shown in authenticator apps
+}
+
+// Sessions configures how long a proven string keeps working.
+type Sessions struct {
+	Idle     Duration `yaml:"idle"`
+	Absolute Duration `yaml:"absolute"`
+}
+
+// Lockout configures failure budgets.
+type Lockout struct {
+	MaxFailures int      `yaml:"max_failures"`
+	Window      Duration `yaml:"window"`
+	Duration    Duration `yaml:"duration"`
+	MaxDuration Duration `yaml:"max_duration"`
+}
+
+// Admin configures the administrator's HTTP endpoint.
+type Admin struct {
+	// Listen serves /healthz, /readyz and /metrics; "off" disables it.
+	Listen string `yaml:"listen"`
+}
+
+// TLS is the certificate the front ends present.
+type TLS struct {
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+}
+
+// Enabled reports whether a certificate is configured.
+func (t TLS) Enabled() bool { return t.CertFile != "" }
+
+// LDAP configures the LDAP front end.
+type LDAP struct {
+	Listen           string        `yaml:"listen"`       // "off" disables it
+	LDAPSListen      string        `yaml:"ldaps_listen"` // needs tls
+	BaseDN           string        `yaml:"base_dn"`
+	AllowPlainRemote bool          `yaml:"allow_plain_remote"`
+	AnonymousSearch  bool          `yaml:"anonymous_search"`
+	ReadTimeout      Duration      `yaml:"read_timeout"`
+	IdleTimeout      Duration      `yaml:"idle_timeout"`
+	MaxMessageBytes  ByteSize      `yaml:"max_message_bytes"`
+	MaxConns         int           `yaml:"max_conns"`
+	Upstream         *LDAPUpstream `yaml:"upstream"`
+}
+
+// LDAPUpstream turns the LDAP front end into a proxy for a real directory.
+type LDAPUpstream struct {
+	URLs           []string `yaml:"urls"`
+	StartTLS       bool     `yaml:"start_tls"`
+	CAFile         string   `yaml:"ca_file"`
+	PassthroughDNs []string `yaml:"passthrough_dns"`
+	UserAttribute  string   `yaml:"user_attribute"`
+	Timeout        Duration `yaml:"timeout"`
+}
+
+// IMAP configures the IMAP front end.
+type IMAP struct {
+	Listen           string        `yaml:"listen"`       // "off" disables it
+	IMAPSListen      string        `yaml:"imaps_listen"` // needs tls
+	AllowPlainRemote bool          `yaml:"allow_plain_remote"`
+	PreLoginTimeout  Duration      `yaml:"prelogin_timeout"`
+	MaxConns         int           `yaml:"max_conns"`
+	Upstream         *IMAPUpstream `yaml:"upstream"`
+}
+
+// IMAPUpstream is the mail server behind the IMAP front end.
+type IMAPUpstream struct {
+	// Host is the mail server, or "demo" for the embedded in-memory one.
+	Host   string `yaml:"host"`
+	Port   int    `yaml:"port"`
+	TLS    string `yaml:"tls"` // none, starttls or implicit
+	CAFile string `yaml:"ca_file"`
+	// MasterUser logs in as every user (Dovecot user*master) when
+	// passwords are checked by stepgate itself.
+	MasterUser         string `yaml:"master_user"`
+	MasterPasswordFile string `yaml:"master_password_file"`
+}
+
+// Default returns the embedded default configuration.
+func Default() *Config {
+	return &Config{
+		Log:      Log{Level: "info", Format: "json"},
+		Audit:    Audit{File: "-"},
+		TwoStep:  TwoStep{Policy: "deny", Digits: 6, Period: Duration(30 * time.Second), Skew: 1, Issuer: "stepgate"},
+		Sessions: Sessions{Idle: Duration(30 * time.Minute), Absolute: Duration(7 * 24 * time.Hour)},
+		Lockout: Lockout{MaxFailures: 5, Window: Duration(5 * time.Minute), Duration: Duration(5 * time.Minute),
+			MaxDuration: Duration(time.Hour)},
+		Admin: Admin{Listen: "127.0.0.1:9386"},
+		LDAP: LDAP{Listen: "127.0.0.1:3389", BaseDN: "dc=example,dc=org", ReadTimeout: Duration(10 * time.Second),
+			IdleTimeout: Duration(5 * time.Minute), MaxMessageBytes: 1 << 20, MaxConns: 4096},
+		IMAP: IMAP{Listen: "127.0.0.1:1143", PreLoginTimeout: Duration(60 * time.Second), MaxConns: 4096},
+	}
+}
+
+// Load reads file over the defaults. An empty file name gives the
+// defaults alone. The result is not yet validated: flags may still
+// override it; call Validate after.
+func Load(file string) (*Config, error) {
+	c := Default()
+	if file == "" {
+		return c, nil
+	}
+	c.file = file
+	raw, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("config %s: %w", file, err)
+	}
+	if err := c.parse(file, raw); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+func (c *Config) parse(file string, raw []byte) error {
+	if len(bytes.TrimSpace(raw)) == 0 {
+		return nil
+	}
+	var doc yaml.Node
+	dec := yaml.NewDecoder(bytes.NewReader(raw))
+	if err := dec.Decode(&doc); err != nil {
+		return fmt.Errorf("%s: not valid YAML: %w", file, err)
+	}
+	var extra yaml.Node
+	if err := dec.Decode(&extra); err == nil {
+		return fmt.Errorf("%s: more than one YAML document; stepgate reads one", file)
+	}
+	return decodeStrict(file, &doc, c)
+}
+
+// File is the file the configuration was read from ("" for the defaults).
+func (c *Config) File() string { return c.file }
+
+// Rule is the split rule the configuration asks for.
+func (c *Config) Rule() credential.Rule {
+	return credential.Rule{Digits: c.TwoStep.Digits, Separator: c.TwoStep.Separator}
+}
+
+// Validate checks every value and returns all problems found, each naming
+// its key.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, &KeyError{File: c.file, Key: key, Reason: fmt.Sprintf(format, args...)})
+	}
+	oneOf := func(key, v string, allowed ...string) {
+		for _, a := range allowed {
+			if v == a {
+				return
+			}
+		}
+		bad(key, "%q is not one of %s", v, strings.Join(allowed, ", "))
+	}
+	positive := func(key string, d Duration) {
+		if d <= 0 {
+			bad(key, "must be a positive duration such as 30s, 5m or 1h")
+		}
+	}
+	addr := func(key, v string, offOK bool) {
+		if v == "" || (offOK && v == "off") {
+			return
+		}
+		host, port, err := net.SplitHostPort(v)
+		if err != nil {
+			bad(key, "%q is not host:port (%v)", v, err)
+			return
+		}
+		if p, err := strconv.Atoi(port); err != nil || p < 0 || p > 65535 {
+			bad(key, "%q: port must be a number from 0 to 65535", v)
+		}
+		if host == "" {
+			bad(key, "%q: give the address to listen on, such as 127.0.0.1:%s (an empty host listens everywhere)", v, port)
+		}
+	}
+	fileExists := func(key, path string) {
+		if path == "" {
+			return
+		}
+		if _, err := os.Stat(path); err != nil {
+			bad(key, "%v", err)
+		}
+	}
+
+	oneOf("log.level", c.Log.Level, "debug", "info", "warn", "error")
+	oneOf("log.format", c.Log.Format, "json", "text")
+	if c.Audit.File == "" {
+		bad("audit.file", "empty; use - for standard error or a file path")
+	}
+	oneOf("two_step.policy", c.TwoStep.Policy, "deny", "allow")
+	if err := c.Rule().Validate(); err != nil {
+		key := "two_step.digits"
+		if c.TwoStep.Digits >= 6 && c.TwoStep.Digits <= 8 {
+			key = "two_step.separator"
+		}
+		bad(key, "%v", err)
+	}
+	if c.TwoStep.Period.D() < time.Second || c.TwoStep.Period.D()%time.Second != 0 {
+		bad("two_step.period", "must be a whole number of seconds, at least 1s (30s is what apps use)")
+	}
+	if c.TwoStep.Skew < 0 || c.TwoStep.Skew > 10 {
+		bad("two_step.skew", "%d is out of range 0 to 10", c.TwoStep.Skew)
+	}
+	if c.TwoStep.Issuer == "" || strings.Contains(c.TwoStep.Issuer, ":") {
+		bad("two_step.issuer", "must be a non-empty name without ':'")
+	}
+	positive("sessions.idle", c.Sessions.Idle)
+	positive("sessions.absolute", c.Sessions.Absolute)
+	if c.Sessions.Absolute > 0 && c.Sessions.Idle > c.Sessions.Absolute {
+		bad("sessions.idle", "longer than sessions.absolute")
+	}
+	if c.Lockout.MaxFailures < 1 {
+		bad("lockout.max_failures", "must be at least 1")
+	}
+	positive("lockout.window", c.Lockout.Window)
+	positive("lockout.duration", c.Lockout.Duration)
+	if c.Lockout.MaxDuration < c.Lockout.Duration {
+		bad("lockout.max_duration", "shorter than lockout.duration")
+	}
+	addr("admin.listen", c.Admin.Listen, true)
+	if (c.TLS.CertFile == "") != (c.TLS.KeyFile == "") {
+		bad("tls", "cert_file and key_file go together")
+	}
+	fileExists("tls.cert_file", c.TLS.CertFile)
+	fileExists("tls.key_file", c.TLS.KeyFile)
+
+	addr("ldap.listen", c.LDAP.Listen, true)
+	addr("ldap.ldaps_listen", c.LDAP.LDAPSListen, false)
+	if c.LDAP.LDAPSListen != "" && !c.TLS.Enabled() {
+		bad("ldap.ldaps_listen", "needs tls.cert_file and tls.key_file")
+	}
+	if !validDN(c.LDAP.BaseDN) {
+		bad("ldap.base_dn", "%q is not a DN such as dc=example,dc=org", c.LDAP.BaseDN)
+	}
+	positive("ldap.read_timeout", c.LDAP.ReadTimeout)
+	positive("ldap.idle_timeout", c.LDAP.IdleTimeout)
+	if c.LDAP.MaxMessageBytes < 1024 {
+		bad("ldap.max_message_bytes", "must be at least 1KiB")
+	}
+	if c.LDAP.MaxConns < 1 {
+		bad("ldap.max_conns", "must be at least 1")
+	}
+	if u := c.LDAP.Upstream; u != nil {
+		if len(u.URLs) == 0 {
+			bad("ldap.upstream.urls", "give at least one ldap:// or ldaps:// URL")
+		}
+		for i, s := range u.URLs {
+			p, err := url.Parse(s)
+			if err != nil || (p.Scheme != "ldap" && p.Scheme != "ldaps") || p.Host == "" {
+				bad(fmt.Sprintf("ldap.upstream.urls[%d]", i), "%q is not an ldap:// or ldaps:// URL with a host", s)
+			}
+		}
+		fileExists("ldap.upstream.ca_file", u.CAFile)
+		for i, dn := range u.PassthroughDNs {
+			if !validDN(dn) {
+				bad(fmt.Sprintf("ldap.upstream.passthrough_dns[%d]", i), "%q is not a DN", dn)
+			}
+		}
+		if u.UserAttribute == "" {
+			u.UserAttribute = "uid"
+		}
+		if u.Timeout == 0 {
+			u.Timeout = Duration(10 * time.Second)
+		}
+		positive("ldap.upstream.timeout", u.Timeout)
+	}
+
+	addr("imap.listen", c.IMAP.Listen, true)
+	addr("imap.imaps_listen", c.IMAP.IMAPSListen, false)
+	if c.IMAP.IMAPSListen != "" && !c.TLS.Enabled() {
+		bad("imap.imaps_listen", "needs tls.cert_file and tls.key_file")
+	}
+	positive("imap.prelogin_timeout", c.IMAP.PreLoginTimeout)
+	if c.IMAP.MaxConns < 1 {
+		bad("imap.max_conns", "must be at least 1")
+	}
+	if u := c.IMAP.Upstream; u != nil && u.Host != "demo" {
+		if u.Host == "" {
+			bad("imap.upstream.host", "empty; give the mail server's host name, or demo")
+		}
+		if u.TLS == "" {
+			u.TLS = "none"
+		}
+		oneOf("imap.upstream.tls", u.TLS, "none", "starttls", "implicit")
+		if u.Port == 0 {
+			u.Port = 143
+			if u.TLS == "implicit" {
+				u.Port = 993
+			}
+		}
+		if u.Port < 1 || u.Port > 65535 {
+			bad("imap.upstream.port", "%d is out of range 1 to 65535", u.Port)
+		}
+		fileExists("imap.upstream.ca_file", u.CAFile)
+		if (u.MasterUser == "") != (u.MasterPasswordFile == "") {
+			bad("imap.upstream.master_user", "master_user and master_password_file go together")
+		}
+		fileExists("imap.upstream.master_password_file", u.MasterPasswordFile)
+	}
+	return errors.Join(errs...)
+}
+
+func validDN(dn string) bool {
+	if dn == "" {
+		return false
+	}
+	for _, rdn := range strings.Split(dn, ",") {
+		k, v, ok := strings.Cut(rdn, "=")
+		if !ok || strings.TrimSpace(k) == "" || strings.TrimSpace(v) == "" {
+			return false
+		}
+	}
+	return true
+}
+
+// SetIMAPUpstream sets the upstream from a --imap-upstream flag value:
+// HOST:PORT, or demo.
+func (c *Config) SetIMAPUpstream(v string) error {
+	if v == "demo" {
+		c.IMAP.Upstream = &IMAPUpstream{Host: "demo"}
+		return nil
+	}
+	host, port, err := net.SplitHostPort(v)
+	if err != nil {
+		return &KeyError{Key: "--imap-upstream", Reason: fmt.Sprintf("%q is not HOST:PORT or demo", v)}
+	}
+	p, err := strconv.Atoi(port)
+	if err != nil {
+		return &KeyError{Key: "--imap-upstream", Reason: fmt.Sprintf("%q: port is not a number", v)}
+	}
+	tlsMode := "none"
+	if c.IMAP.Upstream != nil && c.IMAP.Upstream.TLS != "" {
+		tlsMode = c.IMAP.Upstream.TLS
+	}
+	c.IMAP.Upstream = &IMAPUpstream{Host: host, Port: p, TLS: tlsMode}
+	return nil
+}

@@ -1,0 +1,134 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func write(t *testing.T, body string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "stepgate.yaml")
+	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestDefaultsValidate(t *testing.T) {
+	if err := Default().Validate(); err != nil {
+		t.Fatalf("defaults do not validate: %v", err)
+	}
+}
+
+// TestFullExample: the documented example holds every key and loads.
+func TestFullExample(t *testing.T) {
+	c, err := Load("../../testdata/config/full.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	d := Default()
+	d.file = c.file
+	if c.Sessions.Absolute.D() != 7*24*time.Hour || c.LDAP.MaxMessageBytes != 1<<20 {
+		t.Fatalf("example differs from the defaults: %+v", c)
+	}
+}
+
+func TestLoad(t *testing.T) {
+	p := write(t, `
+two_step:
+  policy: allow
+  separator: ";"
+sessions:
+  idle: 10m
+ldap:
+  upstream:
+    urls: [ldap://127.0.0.1:3890, "ldaps://dir.example.org"]
+    passthrough_dns: ["cn=app,dc=example,dc=org"]
+imap:
+  upstream:
+    host: 127.0.0.1
+    port: 1430
+`)
+	c, err := Load(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if c.TwoStep.Policy != "allow" || c.Rule().Separator != ";" || c.Sessions.Idle.D() != 10*time.Minute {
+		t.Fatalf("values not read: %+v", c.TwoStep)
+	}
+	if c.Sessions.Absolute.D() != 7*24*time.Hour || c.LDAP.Listen != "127.0.0.1:3389" {
+		t.Fatal("defaults lost for keys the file does not give")
+	}
+	if u := c.LDAP.Upstream; len(u.URLs) != 2 || u.UserAttribute != "uid" || u.Timeout.D() != 10*time.Second {
+		t.Fatalf("upstream = %+v", u)
+	}
+	if c.IMAP.Upstream.TLS != "none" || c.IMAP.Upstream.Port != 1430 {
+		t.Fatalf("imap upstream = %+v", c.IMAP.Upstream)
+	}
+}
+
+func TestErrorsNameFileKeyAndReason(t *testing.T) {
+	tests := []struct {
+		body string
+		want []string
+	}{
+		{"ldap:\n  listn: 127.0.0.1:1\n", []string{":2:", "ldap.listn", "unknown key"}},
+		{"bogus: 1\n", []string{":1:", "bogus", "unknown key"}},
+		{"sessions:\n  idle: forever\n", []string{":2:", "sessions.idle", "not a duration"}},
+		{"lockout:\n  max_failures: many\n", []string{"lockout.max_failures", "many"}},
+		{"two_step:\n  policy: maybe\n", []string{"two_step.policy", `"maybe" is not one of deny, allow`}},
+		{"two_step:\n  digits: 9\n", []string{"two_step.digits", "out of range"}},
+		{"two_step:\n  separator: x\n", []string{"two_step.separator"}},
+		{"ldap:\n  listen: nowhere\n", []string{"ldap.listen", "not host:port"}},
+		{"ldap:\n  upstream:\n    urls: [http://x]\n", []string{"ldap.upstream.urls[0]", "not an ldap://"}},
+		{"ldap:\n  ldaps_listen: 127.0.0.1:636\n", []string{"ldap.ldaps_listen", "needs tls"}},
+		{"imap:\n  upstream:\n    host: mail\n    tls: ssl\n", []string{"imap.upstream.tls"}},
+		{"tls:\n  cert_file: /nonexistent.pem\n  key_file: /nonexistent.key\n", []string{"tls.cert_file", "no such file"}},
+		{"ldap: [1, 2]\n", []string{"ldap", "mapping"}},
+		{"sessions:\n  idle: 1m\n  idle: 2m\n", []string{"sessions.idle", "twice"}},
+		{"a: b\n---\nc: d\n", []string{"more than one YAML document"}},
+		{"ldap:\n  base_dn: example\n", []string{"ldap.base_dn"}},
+	}
+	for _, tt := range tests {
+		p := write(t, tt.body)
+		c, err := Load(p)
+		if err == nil {
+			err = c.Validate()
+		}
+		if err == nil {
+			t.Errorf("%q: no error", tt.body)
+			continue
+		}
+		msg := err.Error()
+		if !strings.Contains(msg, p) {
+			t.Errorf("%q: error %q does not name the file", tt.body, msg)
+		}
+		for _, w := range tt.want {
+			if !strings.Contains(msg, w) {
+				t.Errorf("%q: error %q lacks %q", tt.body, msg, w)
+			}
+		}
+	}
+}
+
+func TestSetIMAPUpstream(t *testing.T) {
+	c := Default()
+	if err := c.SetIMAPUpstream("demo"); err != nil || c.IMAP.Upstream.Host != "demo" {
+		t.Fatal(err)
+	}
+	if err := c.SetIMAPUpstream("127.0.0.1:143"); err != nil || c.IMAP.Upstream.Port != 143 {
+		t.Fatal(err)
+	}
+	if err := c.SetIMAPUpstream("mail"); err == nil || !strings.Contains(err.Error(), "--imap-upstream") {
+		t.Fatalf("bad flag value: %v", err)
+	}
+}

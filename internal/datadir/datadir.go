@@ -1,0 +1,66 @@
+// Package datadir is stepgate's data folder: the account database, the
+// sealing key and the running server's control socket, found from the
+// folder's path alone.
+package datadir
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+
+	"github.com/stepgate/stepgate/internal/seal"
+	"github.com/stepgate/stepgate/internal/store"
+)
+
+// KeyFileEnv names a sealing key kept outside the data folder.
+const KeyFileEnv = "STEPGATE_SEALING_KEY_FILE"
+
+// Dir is a data folder.
+type Dir struct {
+	Path    string
+	KeyFile string
+}
+
+// New returns the data folder at path; the key file is
+// $STEPGATE_SEALING_KEY_FILE or sealing.key inside the folder.
+func New(path string) Dir {
+	key := os.Getenv(KeyFileEnv)
+	if key == "" {
+		key = filepath.Join(path, "sealing.key")
+	}
+	return Dir{Path: path, KeyFile: key}
+}
+
+// DB is the account database.
+func (d Dir) DB() string { return filepath.Join(d.Path, "stepgate.db") }
+
+// Socket is the running server's control socket (mode 0600).
+func (d Dir) Socket() string { return filepath.Join(d.Path, "control.sock") }
+
+// Open opens the account store, creating the folder (0700), the key (0600)
+// and the database on first use. A database without its key is an error
+// naming the key file: a new key would make every sealed secret garbage.
+func (d Dir) Open(ctx context.Context) (*store.Store, error) {
+	if err := os.MkdirAll(d.Path, 0o700); err != nil {
+		return nil, fmt.Errorf("data folder %s: %w", d.Path, err)
+	}
+	var sealer *seal.Sealer
+	var err error
+	_, dbErr := os.Stat(d.DB())
+	if dbErr == nil {
+		sealer, err = seal.Load(d.KeyFile)
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("sealing key %s is missing, and the database %s was sealed with it; "+
+				"restore the key file or set %s to its path", d.KeyFile, d.DB(), KeyFileEnv)
+		}
+	} else {
+		sealer, err = seal.LoadOrCreate(d.KeyFile)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return store.Open(ctx, d.DB(), sealer, store.Options{})
+}
