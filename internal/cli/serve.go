@@ -68,4 +68,3 @@ func newLogger(cfg *config.Config, w interface{ Write([]byte) (int, error) }) *s
 	}
 	return slog.New(slog.NewJSONHandler(w, opts))
 }
-

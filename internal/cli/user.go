@@ -372,4 +372,3 @@ func (a *app) userDeleteCommand() *cobra.Command {
 	c.Flags().BoolVar(&yes, "yes", false, "confirm")
 	return c
 }
-

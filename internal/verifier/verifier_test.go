@@ -449,7 +449,9 @@ func BenchmarkFirstSignIn(b *testing.B) {
 func BenchmarkWrongCode(b *testing.B) {
 	e := verifiertest.New(b, verifiertest.Options{Configure: func(c *verifier.Config) {
 		discardAudit(c)
-	}, SessionConfig: func(c *session.Config) { c.Limits = session.Limits{MaxFailures: 1 << 30, Window: time.Nanosecond, Lockout: time.Second, MaxLockout: time.Second} }})
+	}, SessionConfig: func(c *session.Config) {
+		c.Limits = session.Limits{MaxFailures: 1 << 30, Window: time.Nanosecond, Lockout: time.Second, MaxLockout: time.Second}
+	}})
 	e.AddEnrolled(b, "alice", "classmate")
 	a := verifier.Attempt{Protocol: "ldap", User: "alice", Secret: "classmate000000", Remote: "127.0.0.1"}
 	b.ReportAllocs()
