@@ -140,6 +140,15 @@ func Run(ctx context.Context, opts Options) error {
 		return err
 	}
 	defer closer.Close()
+	if n, err := loadSessions(core); err != nil {
+		// Losing sessions costs users a code, not safety: go on.
+		log.Warn("sessions from the last run not restored", "err", err)
+	} else if n > 0 {
+		if _, err := core.Verifier.Reconcile(ctx); err != nil {
+			return err
+		}
+		log.Info("sessions restored from the last run", "count", core.Sessions.Live())
+	}
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -215,6 +224,9 @@ func Run(ctx context.Context, opts Options) error {
 		s.Shutdown(shutdownCtx)
 	}
 	wg.Wait()
+	if err := saveSessions(core); err != nil {
+		log.Error("sessions not saved for the next run", "err", err)
+	}
 	select {
 	case err := <-errc:
 		return err

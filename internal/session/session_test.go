@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"runtime"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -259,5 +260,42 @@ func BenchmarkSessionMemory(b *testing.B) {
 		runtime.ReadMemStats(&after)
 		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/n, "heapB/session")
 		runtime.KeepAlive(s)
+	}
+}
+
+func TestSnapshotRestore(t *testing.T) {
+	s, c := newTest(t)
+	k := s.KeyFor("alice", "classmate557831")
+	orig, _ := s.Create(NewSession{User: "alice", Key: k, Protocol: "imap", Remote: "192.0.2.1", Epoch: 4, PasswordLen: 9})
+	old := s.KeyFor("bob", "x")
+	s.Create(NewSession{User: "bob", Key: old})
+	c.Advance(28 * time.Minute)
+	s.Lookup("alice", k) // alice stays fresh; bob goes idle
+	for i := 0; i < 5; i++ {
+		s.Fail(UserKey("carol"))
+	}
+	var buf bytes.Buffer
+	if err := s.Snapshot(&buf); err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(buf.Bytes(), []byte("classmate")) {
+		t.Fatal("snapshot holds the submitted string")
+	}
+	c.Advance(3 * time.Minute) // the restart took a while
+
+	s2, _ := New(Config{HashKey: bytes.Repeat([]byte{7}, 32), Now: c.Now})
+	n, err := s2.Restore(&buf)
+	if err != nil || n != 1 {
+		t.Fatalf("restored %d sessions (%v), want 1 (bob's went idle)", n, err)
+	}
+	got, ok := s2.Lookup("alice", k)
+	if !ok || got.ID != orig.ID || got.Epoch != 4 || got.PasswordLen != 9 || got.Protocol != "imap" {
+		t.Fatalf("restored session = %+v, %v", got, ok)
+	}
+	if _, locked := s2.Locked(UserKey("carol")); !locked {
+		t.Fatal("lockout lost across the restart")
+	}
+	if _, err := s2.Restore(strings.NewReader(`{"version":99}`)); err == nil {
+		t.Fatal("restored a snapshot of an unknown version")
 	}
 }

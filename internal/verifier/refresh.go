@@ -33,6 +33,15 @@ func (v *Verifier) Refresh(ctx context.Context) (int, error) {
 	return n, nil
 }
 
+// Reconcile is Refresh whether or not the generation moved: after
+// sessions were restored from a snapshot, say.
+func (v *Verifier) Reconcile(ctx context.Context) (int, error) {
+	v.accounts.mu.Lock()
+	v.accounts.gen = -1
+	v.accounts.mu.Unlock()
+	return v.Refresh(ctx)
+}
+
 // RunRefresher calls Refresh every interval until stop is closed.
 func (v *Verifier) RunRefresher(interval time.Duration, stop <-chan struct{}) {
 	t := time.NewTicker(interval)

@@ -1,0 +1,59 @@
+package server
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+)
+
+// snapshotContext binds the sealed snapshot to its use.
+const snapshotContext = "session snapshot"
+
+func snapshotPath(core *Core) string { return filepath.Join(filepath.Dir(core.Store.Path()), "sessions.snap") }
+
+// saveSessions seals the live sessions and failure counters into the data
+// folder at shutdown, so that a restart does not send every device's
+// owner back for a new code.
+func saveSessions(core *Core) error {
+	var buf bytes.Buffer
+	if err := core.Sessions.Snapshot(&buf); err != nil {
+		return fmt.Errorf("session snapshot: %w", err)
+	}
+	sealed, err := core.Store.Sealer().Seal(buf.Bytes(), snapshotContext)
+	if err != nil {
+		return fmt.Errorf("session snapshot: %w", err)
+	}
+	path := snapshotPath(core)
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, sealed, 0o600); err != nil {
+		return fmt.Errorf("session snapshot %s: %w", path, err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("session snapshot %s: %w", path, err)
+	}
+	return nil
+}
+
+// loadSessions restores a snapshot and removes it, so that a crash later
+// never brings back sessions from an older run. It returns the number of
+// sessions restored.
+func loadSessions(core *Core) (int, error) {
+	path := snapshotPath(core)
+	sealed, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("session snapshot %s: %w", path, err)
+	}
+	defer os.Remove(path)
+	raw, err := core.Store.Sealer().Open(sealed, snapshotContext)
+	if err != nil {
+		return 0, fmt.Errorf("session snapshot %s: %w", path, err)
+	}
+	return core.Sessions.Restore(bytes.NewReader(raw))
+}

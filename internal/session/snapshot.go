@@ -1,0 +1,108 @@
+package session
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"time"
+)
+
+// snapshot is the short-lived state written at shutdown and read at the
+// next start, so that an upgrade or restart does not make every mail
+// client and device ask its owner for a new code.
+type snapshot struct {
+	Version  int               `json:"version"`
+	Taken    time.Time         `json:"taken"`
+	Sessions []snapshotSession `json:"sessions"`
+	Failures []counter         `json:"failures"`
+}
+
+type snapshotSession struct {
+	ID          string    `json:"id"`
+	User        string    `json:"user"`
+	Hash        []byte    `json:"hash"`
+	Protocol    string    `json:"protocol"`
+	Remote      string    `json:"remote"`
+	Created     time.Time `json:"created"`
+	Expires     time.Time `json:"expires"`
+	LastUsed    time.Time `json:"last_used"`
+	Epoch       int64     `json:"epoch"`
+	PasswordLen int       `json:"password_len"`
+}
+
+const snapshotVersion = 1
+
+// Snapshot writes the live sessions and failure counters to w. The
+// output holds keyed hashes, never a submitted string, but it is still
+// sealed by the caller before it touches the disk.
+func (s *Store) Snapshot(w io.Writer) error {
+	now := s.now()
+	txn := s.db.Txn(false)
+	snap := snapshot{Version: snapshotVersion, Taken: now}
+	it, err := txn.Get(tableSessions, "id")
+	if err != nil {
+		return err
+	}
+	for raw := it.Next(); raw != nil; raw = it.Next() {
+		x := raw.(*Session)
+		if s.expired(x, now) {
+			continue
+		}
+		snap.Sessions = append(snap.Sessions, snapshotSession{ID: x.ID, User: x.User, Hash: []byte(x.Hash),
+			Protocol: x.Protocol, Remote: x.Remote, Created: x.Created, Expires: x.Expires, LastUsed: x.LastUsed(),
+			Epoch: x.Epoch, PasswordLen: x.PasswordLen})
+	}
+	fit, err := txn.Get(tableFailures, "id")
+	if err != nil {
+		return err
+	}
+	for raw := fit.Next(); raw != nil; raw = fit.Next() {
+		if c := raw.(*counter); !s.limits.forgettable(c, now) {
+			snap.Failures = append(snap.Failures, *c)
+		}
+	}
+	return json.NewEncoder(w).Encode(snap)
+}
+
+// Restore loads what Snapshot wrote, leaving out what expired meanwhile.
+// It returns the number of sessions restored.
+func (s *Store) Restore(r io.Reader) (int, error) {
+	var snap snapshot
+	if err := json.NewDecoder(io.LimitReader(r, 1<<30)).Decode(&snap); err != nil {
+		return 0, fmt.Errorf("session snapshot: %w", err)
+	}
+	if snap.Version != snapshotVersion {
+		return 0, fmt.Errorf("session snapshot: version %d, this stepgate reads %d", snap.Version, snapshotVersion)
+	}
+	now := s.now()
+	txn := s.db.Txn(true)
+	defer txn.Abort()
+	n := 0
+	for _, x := range snap.Sessions {
+		if len(x.Hash) != len(Key{}) || x.ID == "" || x.User == "" {
+			return 0, fmt.Errorf("session snapshot: malformed session")
+		}
+		sess := &Session{ID: x.ID, User: x.User, Hash: string(x.Hash), Protocol: x.Protocol, Remote: x.Remote,
+			Created: x.Created, Expires: x.Expires, Epoch: x.Epoch, PasswordLen: x.PasswordLen, revoked: make(chan struct{})}
+		sess.lastUsed.Store(x.LastUsed.UnixNano())
+		if s.expired(sess, now) {
+			continue
+		}
+		if raw, _ := txn.First(tableSessions, "hash", sess.Hash); raw != nil {
+			continue
+		}
+		if err := txn.Insert(tableSessions, sess); err != nil {
+			return 0, fmt.Errorf("session snapshot: %w", err)
+		}
+		n++
+	}
+	for i := range snap.Failures {
+		c := snap.Failures[i]
+		if err := txn.Insert(tableFailures, &c); err != nil {
+			return 0, fmt.Errorf("session snapshot: %w", err)
+		}
+	}
+	txn.Commit()
+	s.live.Add(int64(n))
+	return n, nil
+}
