@@ -12,7 +12,9 @@ import (
 // snapshotContext binds the sealed snapshot to its use.
 const snapshotContext = "session snapshot"
 
-func snapshotPath(core *Core) string { return filepath.Join(filepath.Dir(core.Store.Path()), "sessions.snap") }
+func snapshotPath(core *Core) string {
+	return filepath.Join(filepath.Dir(core.Store.Path()), "sessions.snap")
+}
 
 // saveSessions seals the live sessions and failure counters into the data
 // folder at shutdown, so that a restart does not send every device's
