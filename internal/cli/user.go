@@ -326,45 +326,36 @@ func (a *app) userListCommand() *cobra.Command {
 }
 
 func (a *app) userDisable2SVCommand() *cobra.Command {
-	var yes bool
-	c := &cobra.Command{
-		Use:   "disable-2sv NAME --yes",
-		Short: "Remove every authenticator of an account and turn two-step off",
-		Args:  exactArgs("NAME"),
-		RunE: func(c *cobra.Command, args []string) error {
-			if !yes {
-				return usagef("this removes every authenticator of %s; add --yes to do it", args[0])
-			}
-			return a.withStore(c.Context(), func(st *store.Store) error {
-				if err := st.DisableTwoStep(c.Context(), args[0]); err != nil {
-					return err
-				}
-				a.notifyServer(c.Context())
-				fmt.Fprintf(a.stdout, "two-step verification is off for %s; its authenticators are removed and its sessions have ended\n", args[0])
-				return nil
-			})
-		},
-	}
-	c.Flags().BoolVar(&yes, "yes", false, "confirm")
-	return c
+	return a.confirmedUserCommand("disable-2sv", "Remove every authenticator of an account and turn two-step off",
+		"this removes every authenticator of %s",
+		func(ctx context.Context, st *store.Store, name string) error { return st.DisableTwoStep(ctx, name) },
+		"two-step verification is off for %s; its authenticators are removed and its sessions have ended\n")
 }
 
 func (a *app) userDeleteCommand() *cobra.Command {
+	return a.confirmedUserCommand("delete", "Delete an account", "this deletes %s for good",
+		func(ctx context.Context, st *store.Store, name string) error { return st.DeleteUser(ctx, name) },
+		"deleted %s\n")
+}
+
+// confirmedUserCommand is a command that changes one account for good and
+// so wants --yes.
+func (a *app) confirmedUserCommand(verb, short, warning string, do func(context.Context, *store.Store, string) error, done string) *cobra.Command {
 	var yes bool
 	c := &cobra.Command{
-		Use:   "delete NAME --yes",
-		Short: "Delete an account",
+		Use:   verb + " NAME --yes",
+		Short: short,
 		Args:  exactArgs("NAME"),
 		RunE: func(c *cobra.Command, args []string) error {
 			if !yes {
-				return usagef("this deletes %s for good; add --yes to do it", args[0])
+				return usagef(warning+"; add --yes to do it", args[0])
 			}
 			return a.withStore(c.Context(), func(st *store.Store) error {
-				if err := st.DeleteUser(c.Context(), args[0]); err != nil {
+				if err := do(c.Context(), st, args[0]); err != nil {
 					return err
 				}
 				a.notifyServer(c.Context())
-				fmt.Fprintf(a.stdout, "deleted %s\n", args[0])
+				fmt.Fprintf(a.stdout, done, args[0])
 				return nil
 			})
 		},
