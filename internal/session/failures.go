@@ -134,6 +134,11 @@ func (s *Store) Fail(key string) (until time.Time, lockedNow bool) {
 
 // Reset forgets the failures of key (after a success).
 func (s *Store) Reset(key string) {
+	// Most successes have nothing to forget: skip the write transaction,
+	// which every writer in the store waits for.
+	if raw, err := s.db.Txn(false).First(tableFailures, "id", key); err != nil || raw == nil {
+		return
+	}
 	txn := s.db.Txn(true)
 	defer txn.Abort()
 	if _, err := txn.DeleteAll(tableFailures, "id", key); err == nil {

@@ -22,6 +22,8 @@ type Authenticator struct {
 	Created  time.Time
 }
 
+const authQuery = `SELECT id, user_id, label, secret, confirmed, last_step, created_at FROM authenticators WHERE user_id = ?`
+
 func secretContext(userID int64) string { return fmt.Sprintf("totp user %d", userID) }
 
 // AddAuthenticator enrolls a new, unconfirmed authenticator. An account
@@ -83,11 +85,11 @@ func (s *Store) AddAuthenticator(ctx context.Context, name, label, secret string
 // Authenticators returns an account's authenticators with their secrets
 // opened; confirmedOnly leaves out those still pending.
 func (s *Store) Authenticators(ctx context.Context, userID int64, confirmedOnly bool) ([]Authenticator, error) {
-	q := `SELECT id, user_id, label, secret, confirmed, last_step, created_at FROM authenticators WHERE user_id = ?`
+	stmt := s.stmtAuths
 	if confirmedOnly {
-		q += ` AND confirmed = 1`
+		stmt = s.stmtAuthsConfirmed
 	}
-	rows, err := s.db.QueryContext(ctx, q+` ORDER BY id`, userID)
+	rows, err := stmt.QueryContext(ctx, userID)
 	if err != nil {
 		return nil, fmt.Errorf("authenticators: %w", err)
 	}
@@ -169,4 +171,50 @@ func (s *Store) AuthenticatorCounts(ctx context.Context) (map[int64]Authenticato
 		out[id] = c
 	}
 	return out, rows.Err()
+}
+
+// Account returns a user (without groups) and its confirmed
+// authenticators in one query: what a sign-in decision needs, at the
+// cost of one statement.
+func (s *Store) Account(ctx context.Context, name string) (*User, []Authenticator, error) {
+	rows, err := s.stmtAccount.QueryContext(ctx, name)
+	if err != nil {
+		return nil, nil, fmt.Errorf("user %s: %w", name, err)
+	}
+	defer rows.Close()
+	var u *User
+	var auths []Authenticator
+	for rows.Next() {
+		var x User
+		var twoStep string
+		var created, updated int64
+		var aID, aCreated, aLast sql.NullInt64
+		var aLabel sql.NullString
+		var sealed []byte
+		if err := rows.Scan(&x.ID, &x.Name, &x.DisplayName, &x.Email, &x.Phone, &x.PasswordHash, &twoStep,
+			&x.Epoch, &x.Disabled, &x.Service, &created, &updated, &aID, &aLabel, &sealed, &aLast, &aCreated); err != nil {
+			return nil, nil, fmt.Errorf("user %s: %w", name, err)
+		}
+		if u == nil {
+			x.TwoStep = TwoStep(twoStep)
+			x.Created, x.Updated = time.Unix(created, 0), time.Unix(updated, 0)
+			u = &x
+		}
+		if !aID.Valid {
+			continue
+		}
+		pt, err := s.sealer.Open(sealed, secretContext(u.ID))
+		if err != nil {
+			return nil, nil, fmt.Errorf("authenticator %d of user %s: %w", aID.Int64, u.Name, err)
+		}
+		auths = append(auths, Authenticator{ID: aID.Int64, UserID: u.ID, Label: aLabel.String, Secret: string(pt),
+			Confirmed: true, LastStep: aLast.Int64, Created: time.Unix(aCreated.Int64, 0)})
+	}
+	if err := rows.Err(); err != nil {
+		return nil, nil, fmt.Errorf("user %s: %w", name, err)
+	}
+	if u == nil {
+		return nil, nil, fmt.Errorf("user %s: %w", name, ErrNotFound)
+	}
+	return u, auths, nil
 }

@@ -41,6 +41,9 @@ type Store struct {
 	sealer *seal.Sealer
 	now    func() time.Time
 	steps  *stepCommitter
+	// Prepared once: parsing SQL costs more than running these on the
+	// sign-in path.
+	stmtUser, stmtGroups, stmtAuths, stmtAuthsConfirmed, stmtAccount *sql.Stmt
 }
 
 // Options tune Open.
@@ -81,13 +84,43 @@ func Open(ctx context.Context, path string, sealer *seal.Sealer, opts Options) (
 		db.Close()
 		return nil, err
 	}
+	if err := s.prepare(ctx); err != nil {
+		db.Close()
+		return nil, err
+	}
 	s.steps = newStepCommitter(s.db)
 	return s, nil
+}
+
+func (s *Store) prepare(ctx context.Context) error {
+	for _, p := range []struct {
+		dst **sql.Stmt
+		q   string
+	}{
+		{&s.stmtUser, `SELECT ` + userColumns + ` FROM users WHERE name = ?`},
+		{&s.stmtGroups, `SELECT g.name FROM groups g JOIN group_members m ON m.group_id = g.id WHERE m.user_id = ? ORDER BY g.name`},
+		{&s.stmtAuths, authQuery + ` ORDER BY id`},
+		{&s.stmtAuthsConfirmed, authQuery + ` AND confirmed = 1 ORDER BY id`},
+		{&s.stmtAccount, `SELECT u.id, u.name, u.display_name, u.email, u.phone, u.password_hash, u.two_step, u.epoch,
+			u.disabled, u.service, u.created_at, u.updated_at, a.id, a.label, a.secret, a.last_step, a.created_at
+			FROM users u LEFT JOIN authenticators a ON a.user_id = u.id AND a.confirmed = 1
+			WHERE u.name = ? ORDER BY a.id`},
+	} {
+		st, err := s.db.PrepareContext(ctx, p.q)
+		if err != nil {
+			return fmt.Errorf("store %s: preparing statements: %w", s.path, err)
+		}
+		*p.dst = st
+	}
+	return nil
 }
 
 // Close stops background work and closes the database.
 func (s *Store) Close() error {
 	s.steps.close()
+	for _, st := range []*sql.Stmt{s.stmtUser, s.stmtGroups, s.stmtAuths, s.stmtAuthsConfirmed, s.stmtAccount} {
+		st.Close()
+	}
 	return s.db.Close()
 }
 
@@ -104,17 +137,57 @@ func (s *Store) Version(ctx context.Context) (int, error) {
 	return v, err
 }
 
-// Generation is a counter that every change to an account, an
-// authenticator's enrollment or a group membership moves, whichever
-// process made it. A cache of accounts polls it to know when to reload;
-// accepting a code does not move it.
+// Generation is the number of the latest account change, whichever
+// process made it: a cache of accounts compares it to know when to look
+// at ChangesSince. Accepting a code does not move it.
 func (s *Store) Generation(ctx context.Context) (int64, error) {
 	var v int64
-	err := s.db.QueryRowContext(ctx, "SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'generation'").Scan(&v)
-	if errors.Is(err, sql.ErrNoRows) {
-		return 0, nil
-	}
+	err := s.db.QueryRowContext(ctx, "SELECT COALESCE(MAX(seq), 0) FROM account_changes").Scan(&v)
 	return v, err
+}
+
+// ChangesSince returns the names of the accounts changed after generation
+// gen, up to limit of them, and the generation they bring the caller to.
+// complete is false when the log no longer reaches back to gen (it is
+// pruned) or holds more than limit changes: the caller must then treat
+// every account as changed.
+func (s *Store) ChangesSince(ctx context.Context, gen int64, limit int) (names []string, to int64, complete bool, err error) {
+	var oldest int64
+	if err := s.db.QueryRowContext(ctx, "SELECT COALESCE(MIN(seq), 0) FROM account_changes").Scan(&oldest); err != nil {
+		return nil, 0, false, err
+	}
+	rows, err := s.db.QueryContext(ctx, "SELECT seq, name FROM account_changes WHERE seq > ? ORDER BY seq LIMIT ?", gen, limit+1)
+	if err != nil {
+		return nil, 0, false, err
+	}
+	defer rows.Close()
+	to = gen
+	seen := map[string]bool{}
+	n := 0
+	for rows.Next() {
+		var seq int64
+		var name string
+		if err := rows.Scan(&seq, &name); err != nil {
+			return nil, 0, false, err
+		}
+		n++
+		to = seq
+		if k := strings.ToLower(name); !seen[k] {
+			seen[k] = true
+			names = append(names, name)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, 0, false, err
+	}
+	complete = n <= limit && (gen == 0 || oldest <= gen+1)
+	return names, to, complete, nil
+}
+
+// PruneChanges keeps the last keep entries of the change log.
+func (s *Store) PruneChanges(ctx context.Context, keep int64) error {
+	_, err := s.db.ExecContext(ctx, "DELETE FROM account_changes WHERE seq <= (SELECT MAX(seq) FROM account_changes) - ?", keep)
+	return err
 }
 
 type migration struct {

@@ -13,7 +13,7 @@ import (
 	"github.com/stepgate/stepgate/internal/seal"
 )
 
-func openTest(t *testing.T, dir string) *Store {
+func openTest(t testing.TB, dir string) *Store {
 	t.Helper()
 	sealer, err := seal.LoadOrCreate(filepath.Join(dir, "sealing.key"))
 	if err != nil {

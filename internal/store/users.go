@@ -134,7 +134,7 @@ func addToGroups(ctx context.Context, tx *sql.Tx, userID int64, groups []string)
 
 // User returns the account called name (compared without regard to case).
 func (s *Store) User(ctx context.Context, name string) (*User, error) {
-	u, err := scanUser(s.db.QueryRowContext(ctx, `SELECT `+userColumns+` FROM users WHERE name = ?`, name))
+	u, err := scanUser(s.stmtUser.QueryRowContext(ctx, name))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("user %s: %w", name, ErrNotFound)
 	}
@@ -148,8 +148,7 @@ func (s *Store) User(ctx context.Context, name string) (*User, error) {
 }
 
 func (s *Store) userGroups(ctx context.Context, id int64) ([]string, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT g.name FROM groups g JOIN group_members m ON m.group_id = g.id
-		WHERE m.user_id = ? ORDER BY g.name`, id)
+	rows, err := s.stmtGroups.QueryContext(ctx, id)
 	if err != nil {
 		return nil, err
 	}

@@ -3,7 +3,6 @@ package verifier
 import (
 	"context"
 	"errors"
-	"fmt"
 	"strings"
 	"sync"
 
@@ -78,16 +77,12 @@ func (c *accounts) get(ctx context.Context, name string) (*account, error) {
 }
 
 func (c *accounts) load(ctx context.Context, name string) (*account, error) {
-	u, err := c.st.User(ctx, name)
+	u, as, err := c.st.Account(ctx, name)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, nil
 	}
 	if err != nil {
 		return nil, err
-	}
-	as, err := c.st.Authenticators(ctx, u.ID, true)
-	if err != nil {
-		return nil, fmt.Errorf("user %s: %w", u.Name, err)
 	}
 	a := &account{user: u}
 	for _, x := range as {
@@ -96,36 +91,58 @@ func (c *accounts) load(ctx context.Context, name string) (*account, error) {
 	return a, nil
 }
 
-// changed compares the store's generation with the cached one. When it
-// moved it clears the cache and returns the epochs of the accounts now in
-// the store, so that the caller can end sessions of changed accounts.
-func (c *accounts) changed(ctx context.Context) (map[string]int64, bool, error) {
+// maxChanges is how many changed accounts a refresh looks at one by one;
+// beyond it, the whole cache is dropped instead.
+const maxChanges = 1000
+
+// changes brings the cache up to the store's generation. It returns the
+// names of the accounts that changed and were dropped from the cache, or
+// full when the whole cache was dropped (first use, a pruned log, or a
+// large import).
+func (c *accounts) changes(ctx context.Context) (names []string, full, changed bool, err error) {
 	gen, err := c.st.Generation(ctx)
 	if err != nil {
-		return nil, false, err
+		return nil, false, false, err
 	}
 	c.mu.RLock()
-	same := gen == c.gen
+	cur := c.gen
 	c.mu.RUnlock()
-	if same {
-		return nil, false, nil
+	if gen == cur {
+		return nil, false, false, nil
 	}
-	users, err := c.st.Users(ctx)
-	if err != nil {
-		return nil, false, err
-	}
-	epochs := make(map[string]int64, len(users))
-	for _, u := range users {
-		if u.Disabled {
-			epochs[strings.ToLower(u.Name)] = -1
-			continue
+	if cur > 0 {
+		var complete bool
+		var to int64
+		names, to, complete, err = c.st.ChangesSince(ctx, cur, maxChanges)
+		if err != nil {
+			return nil, false, false, err
 		}
-		epochs[strings.ToLower(u.Name)] = u.Epoch
+		if complete {
+			c.mu.Lock()
+			for _, n := range names {
+				if a, ok := c.byName[strings.ToLower(n)]; ok {
+					if a == nil {
+						c.unknown--
+					}
+					delete(c.byName, strings.ToLower(n))
+				}
+			}
+			c.gen = to
+			c.mu.Unlock()
+			return names, false, true, nil
+		}
 	}
 	c.mu.Lock()
 	c.gen = gen
 	c.byName = map[string]*account{}
 	c.unknown = 0
 	c.mu.Unlock()
-	return epochs, true, nil
+	return nil, true, true, nil
+}
+
+// invalidate makes the next changes call drop the whole cache.
+func (c *accounts) invalidate() {
+	c.mu.Lock()
+	c.gen = -1
+	c.mu.Unlock()
 }

@@ -2,6 +2,7 @@ package verifier_test
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"strings"
@@ -461,4 +462,67 @@ func BenchmarkWrongCode(b *testing.B) {
 			b.Fatal("allowed")
 		}
 	}
+}
+
+// BenchmarkFirstSignInParallel is many users signing in for the first
+// time at once: the durable replay guard's group commit shares one sync
+// among concurrent sign-ins.
+func BenchmarkFirstSignInParallel(b *testing.B) {
+	e := verifiertest.New(b, verifiertest.Options{Configure: discardAudit})
+	const users = 2000
+	us := make([]*verifiertest.User, users)
+	for i := range us {
+		us[i] = e.AddEnrolled(b, fmt.Sprintf("user%04d", i), "classmate")
+	}
+	codes := make([]string, users)
+	for i, u := range us {
+		codes[i] = u.Code(b)
+	}
+	var next atomic.Int64
+	b.SetParallelism(32)
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			i := int(next.Add(1)-1) % users
+			a := verifier.Attempt{Protocol: "ldap", User: us[i].Name, Secret: "classmate" + codes[i], Remote: "127.0.0.1"}
+			e.Verifier.Verify(context.Background(), a)
+		}
+	})
+}
+
+// TestRefreshRevokesOnlyChangedAccounts: a change to one account ends its
+// sessions and leaves everyone else's alone, whichever way the cache
+// learns of it (the change log, or a full reconcile).
+func TestRefreshRevokesOnlyChangedAccounts(t *testing.T) {
+	e := newEnv(t)
+	alice := e.AddEnrolled(t, "alice", "classmate")
+	bob := e.AddEnrolled(t, "bob", "bobpw")
+	da := verify(e, attempt("alice", "classmate"+alice.Code(t)))
+	db := verify(e, attempt("bob", "bobpw"+bob.Code(t)))
+	if !da.Allowed() || !db.Allowed() {
+		t.Fatal("sign-ins failed")
+	}
+	if err := e.Store.SetPassword(context.Background(), "alice", "x"); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := e.Verifier.Refresh(context.Background()); err != nil || n != 1 {
+		t.Fatalf("refresh revoked %d (%v), want 1", n, err)
+	}
+	select {
+	case <-db.Session.Revoked():
+		t.Fatal("bob's session revoked by alice's password change")
+	default:
+	}
+	<-da.Session.Revoked()
+	if n, _ := e.Verifier.Refresh(context.Background()); n != 0 {
+		t.Fatalf("second refresh revoked %d", n)
+	}
+	if err := e.Store.DeleteUser(context.Background(), "bob"); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := e.Verifier.Reconcile(context.Background()); err != nil || n != 1 {
+		t.Fatalf("reconcile revoked %d (%v), want 1", n, err)
+	}
+	<-db.Session.Revoked()
 }

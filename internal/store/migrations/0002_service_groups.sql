@@ -15,32 +15,36 @@ CREATE TABLE group_members (
 
 CREATE INDEX group_members_user ON group_members (user_id);
 
--- generation moves on every change a cache of accounts must see; the
--- running server polls it, so changes made by the CLI reach it.
-INSERT INTO meta (key, value) VALUES ('generation', '0') ON CONFLICT (key) DO NOTHING;
+-- account_changes logs the name of every account whose row, enrollment or
+-- group membership changed, whichever process changed it. A running server
+-- polls it to drop cached accounts and end sessions made before a security
+-- change. Accepting a code (last_step) is not a change and is left out.
+CREATE TABLE account_changes (
+	seq  INTEGER PRIMARY KEY AUTOINCREMENT,
+	name TEXT NOT NULL COLLATE NOCASE
+) STRICT;
 
-CREATE TRIGGER users_gen_insert AFTER INSERT ON users BEGIN
-	UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation';
+CREATE TRIGGER users_changed_insert AFTER INSERT ON users BEGIN
+	INSERT INTO account_changes (name) VALUES (NEW.name);
 END;
-CREATE TRIGGER users_gen_update AFTER UPDATE ON users BEGIN
-	UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation';
+CREATE TRIGGER users_changed_update AFTER UPDATE ON users BEGIN
+	INSERT INTO account_changes (name) VALUES (NEW.name);
 END;
-CREATE TRIGGER users_gen_delete AFTER DELETE ON users BEGIN
-	UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation';
+CREATE TRIGGER users_changed_delete AFTER DELETE ON users BEGIN
+	INSERT INTO account_changes (name) VALUES (OLD.name);
 END;
-CREATE TRIGGER auth_gen_insert AFTER INSERT ON authenticators BEGIN
-	UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation';
+CREATE TRIGGER auth_changed_insert AFTER INSERT ON authenticators BEGIN
+	INSERT INTO account_changes (name) SELECT name FROM users WHERE id = NEW.user_id;
 END;
--- last_step is left out on purpose: accepting a code is not an account change.
-CREATE TRIGGER auth_gen_update AFTER UPDATE OF confirmed, label, secret ON authenticators BEGIN
-	UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation';
+CREATE TRIGGER auth_changed_update AFTER UPDATE OF confirmed, label, secret ON authenticators BEGIN
+	INSERT INTO account_changes (name) SELECT name FROM users WHERE id = NEW.user_id;
 END;
-CREATE TRIGGER auth_gen_delete AFTER DELETE ON authenticators BEGIN
-	UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation';
+CREATE TRIGGER auth_changed_delete AFTER DELETE ON authenticators BEGIN
+	INSERT INTO account_changes (name) SELECT name FROM users WHERE id = OLD.user_id;
 END;
-CREATE TRIGGER members_gen_insert AFTER INSERT ON group_members BEGIN
-	UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation';
+CREATE TRIGGER members_changed_insert AFTER INSERT ON group_members BEGIN
+	INSERT INTO account_changes (name) SELECT name FROM users WHERE id = NEW.user_id;
 END;
-CREATE TRIGGER members_gen_delete AFTER DELETE ON group_members BEGIN
-	UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation';
+CREATE TRIGGER members_changed_delete AFTER DELETE ON group_members BEGIN
+	INSERT INTO account_changes (name) SELECT name FROM users WHERE id = OLD.user_id;
 END;
