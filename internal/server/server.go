@@ -34,8 +34,9 @@ type Options struct {
 	Out io.Writer
 	// Log receives operational logs.
 	Log *slog.Logger
-	// Ready, when set, is called with the bound addresses once serving.
-	Ready func(Addrs)
+	// Started, when set, is called once everything listens (tests use it
+	// to reach the core and the bound addresses).
+	Started func(*Core, Addrs)
 }
 
 // Addrs are the addresses the server listens on ("" when off).
@@ -212,8 +213,8 @@ func Run(ctx context.Context, opts Options) error {
 			return err
 		}
 	}
-	if opts.Ready != nil {
-		opts.Ready(addrs)
+	if opts.Started != nil {
+		opts.Started(core, addrs)
 	}
 
 	<-ctx.Done()
