@@ -36,7 +36,7 @@ func start(t *testing.T, dir datadir.Dir, demo bool, out io.Writer) (*Core, Addr
 	done := make(chan error, 1)
 	go func() {
 		done <- Run(ctx, Options{Config: cfg, DataDir: dir, Demo: demo, Out: out,
-			Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
+			Log:     slog.New(slog.NewTextHandler(io.Discard, nil)),
 			Started: func(c *Core, a Addrs) { core, addrs = c, a; close(started) }})
 	}()
 	select {
