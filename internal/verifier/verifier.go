@@ -248,6 +248,11 @@ func (v *Verifier) decide(ctx context.Context, a *Attempt) Decision {
 		}
 	case d.Reason == ReasonUnavailable || d.Reason == ReasonError:
 		// Not the client's fault: no failure counted.
+	case d.Reason == ReasonCodeSent:
+		// The password was right and a code is on its way: not a guess.
+		// Counted, it would lock the owner out just as the code arrives
+		// (a mail client retrying in the background does the rest); the
+		// sender's own throttles bound the sends.
 	default:
 		if until, now := v.fail(userKey, "user"); now && v.lockouts != nil && acct != nil {
 			v.lockouts.UserLockedOut(ctx, acct.user.Name, until)
