@@ -85,7 +85,7 @@ This is an automatic security alert from {{.Service}} for the account {{.User}}.
 
 var alertTexts = map[Event]alertText{
 	EventCodeSent: alertTemplate(`Security alert: someone signed in to {{.Service}} with your password`,
-		`Someone signed in as {{.User}} with the right password from {{.Remote}} at {{.Time}}, and a security code was sent to {{.Detail}}.
+		`Someone signed in as {{.User}} with the right password {{if .Remote}}from {{.Remote}}{{else}}from an unknown address{{end}} at {{.Time}}, and a security code was sent to {{.Detail}}.
 
 If this was you, there is nothing to do. If not, someone knows your password: change it now.
 `+alertFooter),
@@ -105,7 +105,7 @@ If you did not ask for this, tell your administrator at once.
 If these were not you, someone may be guessing your password or codes; consider changing your password.
 `+alertFooter),
 	EventRecoveryCodeUsed: alertTemplate(`Security alert: a recovery code was used`,
-		`A recovery code signed in as {{.User}} from {{.Remote}} at {{.Time}}; {{.Detail}}.
+		`A recovery code signed in as {{.User}}{{if .Remote}} from {{.Remote}}{{end}} at {{.Time}}; {{.Detail}}.
 
 If this was not you, someone has your password and your recovery codes: change your password and make new codes.
 `+alertFooter),
@@ -188,7 +188,7 @@ func (a *Alerter) Send(ctx context.Context, al Alert) (int, error) {
 	text := alertTexts[al.Event]
 	data := struct {
 		Service, User, Remote, Detail, Time string
-	}{a.service, u.Name, orUnknown(al.Remote), al.Detail, al.Time.UTC().Format(time.RFC1123)}
+	}{a.service, u.Name, al.Remote, al.Detail, al.Time.UTC().Format(time.RFC1123)}
 	subject, err := render(text.subject, data)
 	if err != nil {
 		return 0, err
@@ -213,13 +213,6 @@ func (a *Alerter) Send(ctx context.Context, al Alert) (int, error) {
 		a.log.Info("security alert", "event", string(al.Event), "user", u.Name, "sent", n, "failed", len(errs))
 	}
 	return n, errors.Join(errs...)
-}
-
-func orUnknown(s string) string {
-	if s == "" {
-		return "an unknown address"
-	}
-	return s
 }
 
 // Post queues al for sending and returns at once.
