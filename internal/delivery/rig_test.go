@@ -42,7 +42,6 @@ func (l *logBuffer) String() string { l.mu.Lock(); defer l.mu.Unlock(); return l
 // gateway is an SMS gateway on loopback: it checks each body's signature
 // and keeps the messages; fail decides the status of request n (from 1).
 type gateway struct {
-	t    *testing.T
 	key  []byte
 	mu   sync.Mutex
 	msgs []notify.WebhookBody
@@ -51,8 +50,8 @@ type gateway struct {
 	srv  *httptest.Server
 }
 
-func newGateway(t *testing.T) *gateway {
-	g := &gateway{t: t, key: []byte("gateway-signing-key-0123456789")}
+func newGateway(t testing.TB) *gateway {
+	g := &gateway{key: []byte("gateway-signing-key-0123456789")}
 	g.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(io.LimitReader(r.Body, 1<<20))
 		g.mu.Lock()
@@ -104,7 +103,7 @@ type rigOptions struct {
 	sessions func(*session.Config)
 }
 
-func newRig(t *testing.T, o rigOptions) *rig {
+func newRig(t testing.TB, o rigOptions) *rig {
 	t.Helper()
 	dir := t.TempDir()
 	smtp := notifytest.NewSMTP(t, notifytest.SMTPOptions{Username: "relay", Password: "relay-pw"})
@@ -171,7 +170,7 @@ func (r *rig) mail(t *testing.T, n int) notifytest.Mail {
 	return r.smtp.WaitMails(t, n)[n-1]
 }
 
-func find(t *testing.T, re *regexp.Regexp, s string) string {
+func find(t testing.TB, re *regexp.Regexp, s string) string {
 	t.Helper()
 	m := re.FindStringSubmatch(s)
 	if m == nil {
@@ -212,14 +211,14 @@ func (r *rig) addPhone(t *testing.T, user, phone string) *store.Method {
 	return c.Method
 }
 
-func (r *rig) refresh(t *testing.T) {
+func (r *rig) refresh(t testing.TB) {
 	t.Helper()
 	if _, err := r.e.Verifier.Refresh(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 }
 
-func want(t *testing.T, d verifier.Decision, res verifier.Result, reason verifier.Reason) {
+func want(t testing.TB, d verifier.Decision, res verifier.Result, reason verifier.Reason) {
 	t.Helper()
 	if d.Result != res || d.Reason != reason {
 		t.Fatalf("decision = %s/%s (%q), want %s/%s", d.Result, d.Reason, d.Message, res, reason)
