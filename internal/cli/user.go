@@ -55,7 +55,8 @@ func (a *app) withStore(ctx context.Context, fn func(*store.Store) error) error 
 func (a *app) userCommand() *cobra.Command {
 	return group("user", "Manage accounts and their authenticators",
 		a.userAddCommand(), a.userPasswdCommand(), a.userEnrollCommand(), a.userConfirmCommand(),
-		a.userListCommand(), a.userDisable2SVCommand(), a.userDeleteCommand())
+		a.userListCommand(), a.userDisable2SVCommand(), a.userDeleteCommand(),
+		a.userMethodCommand(), a.userRecoveryCodesCommand())
 }
 
 var phoneRE = regexp.MustCompile(`^\+[1-9][0-9]{6,14}$`)
@@ -250,7 +251,15 @@ func (a *app) userConfirmCommand() *cobra.Command {
 				if err != nil {
 					return err
 				}
+				state, err := a.afterAuthenticatorConfirmed(c.Context(), st, args[0], label)
+				if err != nil {
+					return err
+				}
 				a.notifyServer(c.Context())
+				if state == store.TwoStepPending {
+					a.printTwoStep(args[0], state)
+					return nil
+				}
 				fmt.Fprintf(a.stdout, "two-step verification is on for %s (authenticator %q)\n", args[0], label)
 				return nil
 			})
@@ -328,7 +337,13 @@ func (a *app) userListCommand() *cobra.Command {
 func (a *app) userDisable2SVCommand() *cobra.Command {
 	return a.confirmedUserCommand("disable-2sv", "Remove every authenticator of an account and turn two-step off",
 		"this removes every authenticator of %s",
-		func(ctx context.Context, st *store.Store, name string) error { return st.DisableTwoStep(ctx, name) },
+		func(ctx context.Context, st *store.Store, name string) error {
+			if err := st.DisableTwoStep(ctx, name); err != nil {
+				return err
+			}
+			a.alertTwoStepDisabled(ctx, st, name)
+			return nil
+		},
 		"two-step verification is off for %s; its authenticators are removed and its sessions have ended\n")
 }
 

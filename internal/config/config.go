@@ -17,6 +17,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/stepgate/stepgate/internal/credential"
+	"github.com/stepgate/stepgate/internal/delivery"
 )
 
 // Config is the whole configuration of `stepgate serve`.
@@ -30,6 +31,9 @@ type Config struct {
 	TLS      TLS      `yaml:"tls"`
 	LDAP     LDAP     `yaml:"ldap"`
 	IMAP     IMAP     `yaml:"imap"`
+	// Delivery sends sign-in codes and security alerts by e-mail and text
+	// message, and sets the policy for delivery methods.
+	Delivery delivery.Config `yaml:"delivery"`
 
 	// file is where the config came from, for messages.
 	file string
@@ -145,7 +149,8 @@ func Default() *Config {
 		Admin: Admin{Listen: "127.0.0.1:9386"},
 		LDAP: LDAP{Listen: "127.0.0.1:3389", BaseDN: "dc=example,dc=org", ReadTimeout: Duration(10 * time.Second),
 			IdleTimeout: Duration(5 * time.Minute), MaxMessageBytes: 1 << 20, MaxConns: 4096},
-		IMAP: IMAP{Listen: "127.0.0.1:1143", PreLoginTimeout: Duration(60 * time.Second), MaxConns: 4096},
+		IMAP:     IMAP{Listen: "127.0.0.1:1143", PreLoginTimeout: Duration(60 * time.Second), MaxConns: 4096},
+		Delivery: delivery.DefaultConfig(),
 	}
 }
 
@@ -351,6 +356,17 @@ func (c *Config) Validate() error {
 			bad("imap.upstream.master_user", "master_user and master_password_file go together")
 		}
 		fileExists("imap.upstream.master_password_file", u.MasterPasswordFile)
+	}
+	// The delivery section checks itself; its errors name their keys.
+	if err := c.Delivery.Validate(); err != nil {
+		for _, e := range err.(interface{ Unwrap() []error }).Unwrap() {
+			var ke *delivery.KeyError
+			if errors.As(e, &ke) {
+				bad(ke.Key, "%s", ke.Reason)
+			} else {
+				errs = append(errs, e)
+			}
+		}
 	}
 	return errors.Join(errs...)
 }

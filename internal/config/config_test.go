@@ -132,3 +132,28 @@ func TestSetIMAPUpstream(t *testing.T) {
 		t.Fatalf("bad flag value: %v", err)
 	}
 }
+
+func TestDeliveryErrorsNameTheirKeys(t *testing.T) {
+	p := write(t, `
+delivery:
+  codes:
+    lifetime: 5s
+  sms:
+    webhook:
+      url: ftp://sms.example.org/
+      key_file: /nonexistent
+`)
+	c, err := Load(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = c.Validate()
+	for _, want := range []string{p + ": delivery.codes.lifetime: 5s is out of range", p + ": delivery.sms.webhook.url:", p + ": delivery.sms.webhook.key_file:"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error %v lacks %q", err, want)
+		}
+	}
+	if _, err := Load(write(t, "delivery:\n  codes:\n    lifetme: 5m\n")); err == nil || !strings.Contains(err.Error(), "delivery.codes.lifetme: unknown key") {
+		t.Errorf("unknown delivery key: %v", err)
+	}
+}

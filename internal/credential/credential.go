@@ -43,8 +43,34 @@ type Parts struct {
 	Password string
 	// Code is the appended code; empty when HasCode is false.
 	Code string
-	// HasCode says whether the secret ends in something shaped like a code.
+	// HasCode says whether the secret ends in something shaped like a code:
+	// r.Digits ASCII digits, or a recovery code (see IsRecoveryCode).
 	HasCode bool
+}
+
+// RecoveryCodeLen is the length of a recovery code: three groups of four
+// digits joined by '-' ("4821-0937-5512").
+const RecoveryCodeLen = 14
+
+// IsRecoveryCode reports whether s has the shape of a recovery code:
+// three groups of four ASCII digits joined by '-'. The dashes keep the
+// shape apart from an appended code under every rule: no run of 6 to 8
+// digits is a recovery code, and no recovery code ends in more than four
+// digits, so a secret's tail is one or the other, never both.
+func IsRecoveryCode(s string) bool {
+	if len(s) != RecoveryCodeLen {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if i == 4 || i == 9 {
+			if s[i] != '-' {
+				return false
+			}
+		} else if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
 }
 
 // ErrEmpty is returned for an empty secret: an unauthenticated bind is not
@@ -69,20 +95,24 @@ func Split(secret string, r Rule) (Parts, error) {
 			return whole, nil
 		}
 		code := secret[i+len(r.Separator):]
-		if len(code) != r.Digits || !allDigits(code) {
+		if (len(code) != r.Digits || !allDigits(code)) && !IsRecoveryCode(code) {
 			return whole, nil
 		}
 		return Parts{Password: secret[:i], Code: code, HasCode: true}, nil
 	}
-	if len(secret) < r.Digits {
-		return whole, nil
+	if len(secret) >= r.Digits {
+		cut := len(secret) - r.Digits
+		if code := secret[cut:]; allDigits(code) {
+			return Parts{Password: secret[:cut], Code: code, HasCode: true}, nil
+		}
 	}
-	cut := len(secret) - r.Digits
-	code := secret[cut:]
-	if !allDigits(code) {
-		return whole, nil
+	if len(secret) >= RecoveryCodeLen {
+		cut := len(secret) - RecoveryCodeLen
+		if code := secret[cut:]; IsRecoveryCode(code) {
+			return Parts{Password: secret[:cut], Code: code, HasCode: true}, nil
+		}
 	}
-	return Parts{Password: secret[:cut], Code: code, HasCode: true}, nil
+	return whole, nil
 }
 
 func allDigits(s string) bool {

@@ -35,6 +35,14 @@ func TestSplit(t *testing.T) {
 		{"separator, tail not digits", "classmate;abcdef", semi, Parts{"classmate;abcdef", "", false}},
 		{"separator at the end", "classmate;", semi, Parts{"classmate;", "", false}},
 		{"separator, empty password", ";557831", semi, Parts{"", "557831", true}},
+		{"recovery code", "classmate4821-0937-5512", DefaultRule, Parts{"classmate", "4821-0937-5512", true}},
+		{"recovery code, password ends in digits", "hunter24821-0937-5512", DefaultRule, Parts{"hunter2", "4821-0937-5512", true}},
+		{"recovery code alone", "4821-0937-5512", DefaultRule, Parts{"", "4821-0937-5512", true}},
+		{"code after a recovery-shaped password", "pw4821-0937-5512557831", DefaultRule, Parts{"pw4821-0937-5512", "557831", true}},
+		{"recovery code, separator", "classmate;4821-0937-5512", semi, Parts{"classmate", "4821-0937-5512", true}},
+		{"recovery code, separator rule, no separator", "classmate4821-0937-5512", semi, Parts{"classmate4821-0937-5512", "", false}},
+		{"recovery shape with a digit short", "classmate821-0937-5512", semi, Parts{"classmate821-0937-5512", "", false}},
+		{"dashes in the wrong places", "classmate48210-937-5512", DefaultRule, Parts{"classmate48210-937-5512", "", false}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -72,7 +80,7 @@ func TestRuleValidate(t *testing.T) {
 
 // FuzzSplit checks the invariants of the split for any input: the parts
 // always put back together into the submitted secret, and a code is always
-// exactly the configured number of ASCII digits.
+// exactly the configured number of ASCII digits or a recovery code.
 func FuzzSplit(f *testing.F) {
 	for _, s := range []string{"classmate557831", "a;123456", "123456", "", ";", "x;y;000000", "pässwörd99999999"} {
 		f.Add(s, uint8(6), false)
@@ -99,8 +107,8 @@ func FuzzSplit(f *testing.F) {
 			}
 			return
 		}
-		if len(p.Code) != r.Digits || !allDigits(p.Code) {
-			t.Fatalf("code %q is not %d ASCII digits", p.Code, r.Digits)
+		if (len(p.Code) != r.Digits || !allDigits(p.Code)) && !IsRecoveryCode(p.Code) {
+			t.Fatalf("code %q is neither %d ASCII digits nor a recovery code", p.Code, r.Digits)
 		}
 		if joined := p.Password + r.Separator + p.Code; joined != secret {
 			t.Fatalf("parts %+v join to %q, not %q", p, joined, secret)

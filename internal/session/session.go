@@ -97,7 +97,7 @@ const (
 )
 
 func schema() *memdb.DBSchema {
-	return &memdb.DBSchema{Tables: map[string]*memdb.TableSchema{
+	tables := map[string]*memdb.TableSchema{
 		tableSessions: {
 			Name: tableSessions,
 			Indexes: map[string]*memdb.IndexSchema{
@@ -112,7 +112,11 @@ func schema() *memdb.DBSchema {
 				"id": {Name: "id", Unique: true, Indexer: &memdb.StringFieldIndex{Field: "Key"}},
 			},
 		},
-	}}
+	}
+	for name, t := range sentCodeTables() {
+		tables[name] = t
+	}
+	return &memdb.DBSchema{Tables: tables}
 }
 
 // New returns an empty Store.
@@ -361,6 +365,7 @@ func (s *Store) Sweep() int {
 	}
 	txn.Commit()
 	s.live.Add(-int64(len(dead)))
+	s.sweepSentCodes(now)
 	return len(dead)
 }
 

@@ -50,6 +50,12 @@ type CodeSender interface {
 	Send(ctx context.Context, u *store.User, remote string) (message string, ok bool)
 }
 
+// LockoutNotifier is told when a known user's failures lock the user out
+// (a security alert to the owner). Address lockouts are not its business.
+type LockoutNotifier interface {
+	UserLockedOut(ctx context.Context, user string, until time.Time)
+}
+
 // Observer is told of every decision and lockout (metrics).
 type Observer interface {
 	Decided(a *Attempt, d *Decision)
@@ -70,6 +76,8 @@ type Config struct {
 	// Audit receives one event per decision; nil discards them.
 	Audit    *slog.Logger
 	Observer Observer
+	// Lockouts, when set, is told of user lockouts.
+	Lockouts LockoutNotifier
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
@@ -85,6 +93,7 @@ type Verifier struct {
 	sender   CodeSender
 	audit    *slog.Logger
 	observer Observer
+	lockouts LockoutNotifier
 	now      func() time.Time
 	accounts *accounts
 	flights  flights
@@ -128,7 +137,7 @@ func New(cfg Config) (*Verifier, error) {
 	}
 	return &Verifier{
 		st: cfg.Store, sessions: cfg.Sessions, rule: cfg.Rule, totp: cfg.TOTP, policy: cfg.Policy,
-		codes: cfg.Codes, sender: cfg.Sender, audit: cfg.Audit, observer: cfg.Observer, now: cfg.Now,
+		codes: cfg.Codes, sender: cfg.Sender, audit: cfg.Audit, observer: cfg.Observer, lockouts: cfg.Lockouts, now: cfg.Now,
 		accounts: newAccounts(cfg.Store), decoy: decoy,
 	}, nil
 }
@@ -239,8 +248,15 @@ func (v *Verifier) decide(ctx context.Context, a *Attempt) Decision {
 		}
 	case d.Reason == ReasonUnavailable || d.Reason == ReasonError:
 		// Not the client's fault: no failure counted.
+	case d.Reason == ReasonCodeSent:
+		// The password was right and a code is on its way: not a guess.
+		// Counted, it would lock the owner out just as the code arrives
+		// (a mail client retrying in the background does the rest); the
+		// sender's own throttles bound the sends.
 	default:
-		v.fail(userKey, "user")
+		if until, now := v.fail(userKey, "user"); now && v.lockouts != nil && acct != nil {
+			v.lockouts.UserLockedOut(ctx, acct.user.Name, until)
+		}
 		if a.Remote != "" {
 			v.fail(addrKey, "addr")
 		}
@@ -248,13 +264,17 @@ func (v *Verifier) decide(ctx context.Context, a *Attempt) Decision {
 	return d
 }
 
-func (v *Verifier) fail(key, scope string) {
-	if until, now := v.sessions.Fail(key); now {
+// fail counts a failure against key and reports whether it started a
+// lockout, and until when.
+func (v *Verifier) fail(key, scope string) (until time.Time, lockedNow bool) {
+	until, lockedNow = v.sessions.Fail(key)
+	if lockedNow {
 		v.audit.Warn("lockout", "scope", scope, "key", key, "until", until.UTC().Format(time.RFC3339))
 		if v.observer != nil {
 			v.observer.LockedOut(scope)
 		}
 	}
+	return until, lockedNow
 }
 
 // sessionHit implements step 2.
@@ -328,7 +348,11 @@ func (v *Verifier) check(ctx context.Context, a *Attempt, acct *account, key ses
 		forced = ReasonServiceOnly
 	case acct.user.Service:
 		return v.passwordOnly(ctx, a, acct, key)
-	case acct.user.TwoStep != store.TwoStepActive || len(acct.auths) == 0:
+	case acct.user.TwoStep != store.TwoStepActive:
+		// Two-step is on when the account says so, authenticator or not:
+		// an account whose second factor is a phone or an e-mail address
+		// that codes are sent to goes on to the code check, and an active
+		// account must never fall back to its password alone.
 		if v.policy == PolicyAllow {
 			return v.passwordOnly(ctx, a, acct, key)
 		}

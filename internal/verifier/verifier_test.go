@@ -249,6 +249,36 @@ func TestLockout(t *testing.T) {
 	}
 }
 
+type lockouts struct {
+	mu    sync.Mutex
+	users []string
+}
+
+func (l *lockouts) UserLockedOut(ctx context.Context, user string, until time.Time) {
+	l.mu.Lock()
+	l.users = append(l.users, user)
+	l.mu.Unlock()
+}
+
+func TestLockoutNotifier(t *testing.T) {
+	l := &lockouts{}
+	e := newEnv(t, func(c *verifier.Config) { c.Lockouts = l })
+	e.AddEnrolled(t, "alice", "classmate")
+	for i := 0; i < 5; i++ {
+		a := attempt("ALICE", "guess00000"+string(rune('0'+i)))
+		a.Remote = "198.51.100.1"
+		verify(e, a)
+		a.User, a.Remote = "ghost", "198.51.100.2"
+		verify(e, a)
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	// Told once, with the account's own name; an unknown name is nobody's.
+	if len(l.users) != 1 || l.users[0] != "alice" {
+		t.Fatalf("lockouts notified = %q, want [alice]", l.users)
+	}
+}
+
 func TestSourceLockout(t *testing.T) {
 	e := newEnv(t)
 	alice := e.AddEnrolled(t, "alice", "classmate")
@@ -379,6 +409,10 @@ func TestSentCodeSeam(t *testing.T) {
 	want(t, d, verifier.Deny, verifier.ReasonCodeSent)
 	if d.Message == "" || snd.sent != 1 {
 		t.Fatalf("code sent without a message: %+v", d)
+	}
+	// Code sent is not a failure: more of them do not lock the owner out.
+	for i := 0; i < 6; i++ {
+		want(t, verify(e, attempt("alice", "classmate")), verifier.Deny, verifier.ReasonCodeSent)
 	}
 	want(t, verify(e, attempt("alice", "classmate424242")), verifier.Allow, verifier.ReasonCode)
 	e.Sessions.RevokeUser("alice")
