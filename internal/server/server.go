@@ -18,6 +18,7 @@ import (
 	"github.com/stepgate/stepgate/internal/admin"
 	"github.com/stepgate/stepgate/internal/config"
 	"github.com/stepgate/stepgate/internal/datadir"
+	"github.com/stepgate/stepgate/internal/delivery"
 	"github.com/stepgate/stepgate/internal/metrics"
 	"github.com/stepgate/stepgate/internal/session"
 	"github.com/stepgate/stepgate/internal/store"
@@ -58,6 +59,7 @@ type Core struct {
 	Metrics  *metrics.Metrics
 	Log      *slog.Logger
 	Audit    *slog.Logger
+	Delivery *delivery.Delivery
 }
 
 // NewCore opens the data folder and builds the verifier as the config
@@ -91,11 +93,21 @@ func NewCore(ctx context.Context, cfg *config.Config, dir datadir.Dir, log *slog
 		return nil, nil, err
 	}
 	m := metrics.New(sessions.Live)
-	v, err := verifier.New(verifier.Config{
+	vc := verifier.Config{
 		Store: st, Sessions: sessions, Rule: cfg.Rule(),
 		TOTP:   verifier.TOTP{Digits: cfg.TwoStep.Digits, Period: cfg.TwoStep.Period.D(), Skew: cfg.TwoStep.Skew},
 		Policy: verifier.Policy(cfg.TwoStep.Policy), Audit: audit, Observer: m,
-	})
+	}
+	// Sent codes, recovery codes and alerts; closed before the store so
+	// that queued alerts can still read addresses.
+	d, err := delivery.New(st, sessions, cfg.Delivery, delivery.Options{Rule: cfg.Rule(), Service: cfg.TwoStep.Issuer, Log: log})
+	if err != nil {
+		closers.Close()
+		return nil, nil, err
+	}
+	closers = append(closers, d)
+	d.Configure(&vc)
+	v, err := verifier.New(vc)
 	if err != nil {
 		closers.Close()
 		return nil, nil, err
@@ -104,7 +116,7 @@ func NewCore(ctx context.Context, cfg *config.Config, dir datadir.Dir, log *slog
 		closers.Close()
 		return nil, nil, err
 	}
-	return &Core{Config: cfg, Store: st, Sessions: sessions, Verifier: v, Metrics: m, Log: log, Audit: audit}, closers, nil
+	return &Core{Config: cfg, Store: st, Sessions: sessions, Verifier: v, Metrics: m, Log: log, Audit: audit, Delivery: d}, closers, nil
 }
 
 // openAudit returns the audit logger: JSON events to standard error or
