@@ -1,6 +1,7 @@
 package session
 
 import (
+	"bytes"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -118,5 +119,46 @@ func TestTakeSend(t *testing.T) {
 	}
 	if take(Budget{Key: "x", Max: 0, Window: time.Hour}) {
 		t.Fatal("a budget of zero allowed a send")
+	}
+}
+
+func TestSentCodesAndBudgetsSurviveASnapshot(t *testing.T) {
+	s, c := newTest(t)
+	now := c.Now()
+	if err := s.PutSentCode(SentCode{Hash: "live", User: "alice", Epoch: 2, Created: now, Expires: now.Add(10 * time.Minute)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.PutSentCode(SentCode{Hash: "short", User: "alice", Created: now, Expires: now.Add(time.Minute)}); err != nil {
+		t.Fatal(err)
+	}
+	perMinute := Budget{Key: "user:alice", Max: 1, Window: time.Minute}
+	perHour := Budget{Key: "user:alice", Max: 5, Window: time.Hour}
+	if !s.TakeSend(perMinute, perHour) {
+		t.Fatal("first send refused")
+	}
+	var buf bytes.Buffer
+	if err := s.Snapshot(&buf); err != nil {
+		t.Fatal(err)
+	}
+	c.Advance(2 * time.Minute) // "short" expires during the restart
+
+	s2, _ := New(Config{HashKey: bytes.Repeat([]byte{7}, 32), Now: c.Now})
+	if _, err := s2.Restore(&buf); err != nil {
+		t.Fatal(err)
+	}
+	if got, ok := s2.SentCodeFor("alice", "live"); !ok || got.Epoch != 2 {
+		t.Fatalf("live sent code after restore = %+v, %v", got, ok)
+	}
+	if _, ok := s2.SentCodeFor("alice", "short"); ok {
+		t.Fatal("an expired sent code came back")
+	}
+	for i := 0; i < 4; i++ {
+		if !s2.TakeSend(perMinute, perHour) {
+			t.Fatalf("send %d after restore refused", i+2)
+		}
+		c.Advance(2 * time.Minute)
+	}
+	if s2.TakeSend(perMinute, perHour) {
+		t.Fatal("the hourly budget was refilled by the restart")
 	}
 }

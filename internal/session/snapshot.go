@@ -15,6 +15,10 @@ type snapshot struct {
 	Taken    time.Time         `json:"taken"`
 	Sessions []snapshotSession `json:"sessions"`
 	Failures []counter         `json:"failures"`
+	// Since version 2: a code sent a minute before a restart still works
+	// after it, and the send budgets are not refilled by restarting.
+	SentCodes []SentCode `json:"sent_codes,omitempty"`
+	SendLog   []sendLog  `json:"send_log,omitempty"`
 }
 
 type snapshotSession struct {
@@ -30,7 +34,7 @@ type snapshotSession struct {
 	PasswordLen int       `json:"password_len"`
 }
 
-const snapshotVersion = 1
+const snapshotVersion = 2
 
 // Snapshot writes the live sessions and failure counters to w. The
 // output holds keyed hashes, never a submitted string, but it is still
@@ -61,6 +65,24 @@ func (s *Store) Snapshot(w io.Writer) error {
 			snap.Failures = append(snap.Failures, *c)
 		}
 	}
+	cit, err := txn.Get(tableSentCodes, "id")
+	if err != nil {
+		return err
+	}
+	for raw := cit.Next(); raw != nil; raw = cit.Next() {
+		if c := raw.(*SentCode); now.Before(c.Expires) {
+			snap.SentCodes = append(snap.SentCodes, *c)
+		}
+	}
+	lit, err := txn.Get(tableSendLog, "id")
+	if err != nil {
+		return err
+	}
+	for raw := lit.Next(); raw != nil; raw = lit.Next() {
+		if l := raw.(*sendLog); now.Before(l.Forget) {
+			snap.SendLog = append(snap.SendLog, *l)
+		}
+	}
 	return json.NewEncoder(w).Encode(snap)
 }
 
@@ -71,7 +93,7 @@ func (s *Store) Restore(r io.Reader) (int, error) {
 	if err := json.NewDecoder(io.LimitReader(r, 1<<30)).Decode(&snap); err != nil {
 		return 0, fmt.Errorf("session snapshot: %w", err)
 	}
-	if snap.Version != snapshotVersion {
+	if snap.Version < 1 || snap.Version > snapshotVersion {
 		return 0, fmt.Errorf("session snapshot: version %d, this stepgate reads %d", snap.Version, snapshotVersion)
 	}
 	now := s.now()
@@ -99,6 +121,24 @@ func (s *Store) Restore(r io.Reader) (int, error) {
 	for i := range snap.Failures {
 		c := snap.Failures[i]
 		if err := txn.Insert(tableFailures, &c); err != nil {
+			return 0, fmt.Errorf("session snapshot: %w", err)
+		}
+	}
+	for i := range snap.SentCodes {
+		c := snap.SentCodes[i]
+		if c.Hash == "" || c.User == "" || !now.Before(c.Expires) {
+			continue
+		}
+		if err := txn.Insert(tableSentCodes, &c); err != nil {
+			return 0, fmt.Errorf("session snapshot: %w", err)
+		}
+	}
+	for i := range snap.SendLog {
+		l := snap.SendLog[i]
+		if l.Key == "" || !now.Before(l.Forget) {
+			continue
+		}
+		if err := txn.Insert(tableSendLog, &l); err != nil {
 			return 0, fmt.Errorf("session snapshot: %w", err)
 		}
 	}
