@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -17,6 +18,8 @@ import (
 	"time"
 
 	"github.com/pquerna/otp/totp"
+
+	"github.com/stepgate/stepgate/internal/testenv"
 )
 
 var binary string
@@ -317,5 +320,99 @@ func TestServeAdminAndControl(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dir, "control.sock")); !os.IsNotExist(err) {
 		t.Fatalf("control socket left behind: %v", err)
+	}
+}
+
+// ldapwhoami runs OpenLDAP's ldapwhoami and returns its exit code and output.
+func ldapwhoami(t *testing.T, addr, dn, secret string) (int, string) {
+	t.Helper()
+	path := testenv.NeedProgram(t, "ldapwhoami")
+	cmd := exec.Command(path, "-x", "-H", "ldap://"+addr, "-D", dn, "-w", secret)
+	cmd.Env = append(os.Environ(), "LDAPCONF=/dev/null", "LDAPRC=/dev/null")
+	out, err := cmd.CombinedOutput()
+	if ee, ok := err.(*exec.ExitError); ok {
+		return ee.ExitCode(), string(out)
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return 0, string(out)
+}
+
+// TestLDAPSessionAcrossRestartAndRevoke: a device's stored string works
+// through `stepgate serve`'s LDAP front end, keeps working after a restart
+// (the session is restored), and stops when the session is revoked.
+func TestLDAPSessionAcrossRestartAndRevoke(t *testing.T) {
+	testenv.NeedProgram(t, "ldapwhoami")
+	dir := filepath.Join(t.TempDir(), "data")
+	const pw = "classmate"
+	must(t, run(t, dir, pw+"\n", "user", "add", "alice", "--password-stdin"))
+	var enrolled struct{ Secret string }
+	if err := json.Unmarshal([]byte(must(t, run(t, dir, "", "user", "enroll", "alice", "--json")).stdout), &enrolled); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	must(t, run(t, dir, "", "user", "confirm", "alice", code(t, enrolled.Secret, now)))
+	ldapAddr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
+	_, stop := serve(t, dir, "--ldap-listen", ldapAddr, "--imap-listen", "off")
+
+	dn := "uid=alice,ou=people,dc=example,dc=org"
+	stored := pw + code(t, enrolled.Secret, now.Add(30*time.Second))
+	if rc, out := ldapwhoami(t, ldapAddr, dn, stored); rc != 0 || !strings.Contains(out, "dn:"+dn) {
+		t.Fatalf("ldapwhoami with password+code: exit %d: %s", rc, out)
+	}
+	if rc, _ := ldapwhoami(t, ldapAddr, dn, pw+"000000"); rc != 49 {
+		t.Fatalf("ldapwhoami with a wrong code: exit %d, want 49", rc)
+	}
+	if r := must(t, run(t, dir, "", "session", "list", "--user", "alice")); !strings.Contains(r.stdout, "ldap") {
+		t.Fatalf("session list after the bind:\n%s", r.stdout)
+	}
+	if r := stop(); r.code != 0 {
+		t.Fatalf("serve: exit %d\n%s", r.code, r.stderr)
+	}
+
+	_, stop = serve(t, dir, "--ldap-listen", ldapAddr, "--imap-listen", "off")
+	if rc, out := ldapwhoami(t, ldapAddr, "alice", stored); rc != 0 {
+		t.Fatalf("the stored string after a restart: exit %d: %s", rc, out)
+	}
+	if r := must(t, run(t, dir, "", "session", "revoke", "--user", "alice")); !strings.Contains(r.stdout, "revoked 1 session") {
+		t.Fatalf("session revoke --user: %q", r.stdout)
+	}
+	if rc, _ := ldapwhoami(t, ldapAddr, "alice", stored); rc != 49 {
+		t.Fatalf("the stored string after revoke: exit %d, want 49", rc)
+	}
+	stop()
+}
+
+// TestDemoPrintsAWorkingLDAPWhoAmI runs what `make run` runs and the
+// ldapwhoami line it prints, with the demo account's current code.
+func TestDemoPrintsAWorkingLDAPWhoAmI(t *testing.T) {
+	testenv.NeedProgram(t, "ldapwhoami")
+	dir := filepath.Join(t.TempDir(), "data")
+	ldapAddr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
+	_, stop := serve(t, dir, "--demo", "--ldap-listen", ldapAddr, "--imap-listen", "off")
+	// The banner follows the demo account's creation; wait for that.
+	for i := 0; i < 200; i++ {
+		if r := run(t, dir, "", "user", "list"); strings.Contains(r.stdout, "demo") && strings.Contains(r.stdout, "active") {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	r := stop()
+	banner := r.stdout
+	line := regexp.MustCompile(`ldapwhoami -x -H ldap://(\S+) -D (\S+) -w '([^']*)CODE'`).FindStringSubmatch(banner)
+	key := regexp.MustCompile(`type the key ([A-Z2-7 ]+)\)`).FindStringSubmatch(banner)
+	if line == nil || key == nil {
+		t.Fatalf("no ldapwhoami line or key in the banner:\n%s", banner)
+	}
+	if line[1] != ldapAddr {
+		t.Fatalf("banner names %s, serve listens on %s", line[1], ldapAddr)
+	}
+	secret := strings.ReplaceAll(key[1], " ", "")
+	_, stop = serve(t, dir, "--ldap-listen", ldapAddr, "--imap-listen", "off")
+	defer stop()
+	// The password printed is new on every --demo start; the one in this
+	// banner stays good because this start is without --demo.
+	if rc, out := ldapwhoami(t, ldapAddr, line[2], line[3]+code(t, secret, time.Now())); rc != 0 {
+		t.Fatalf("the banner's ldapwhoami: exit %d: %s", rc, out)
 	}
 }
