@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -217,13 +218,30 @@ func TestSessionCommandsNeedServer(t *testing.T) {
 // function that sends SIGTERM and waits for a clean exit.
 func serve(t *testing.T, dir string, args ...string) (adminAddr string, stop func() result) {
 	t.Helper()
+	addr, stop, _ := serveWithOutput(t, dir, args...)
+	return addr, stop
+}
+
+// lockedBuffer is a bytes.Buffer that a test may read while a process
+// writes to it.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) { l.mu.Lock(); defer l.mu.Unlock(); return l.b.Write(p) }
+func (l *lockedBuffer) String() string              { l.mu.Lock(); defer l.mu.Unlock(); return l.b.String() }
+
+// serveWithOutput is serve, and also returns what serve printed so far.
+func serveWithOutput(t *testing.T, dir string, args ...string) (adminAddr string, stop func() result, stdout func() string) {
+	t.Helper()
 	cmd := exec.Command(binary, append([]string{"--data-dir", dir, "serve", "--admin-listen", "127.0.0.1:0"}, args...)...)
 	cmd.Env = append(os.Environ(), "STEPGATE_SEALING_KEY_FILE=", "STEPGATE_CONFIG=")
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
 	}
-	var out bytes.Buffer
+	var out lockedBuffer
 	cmd.Stdout = &out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -269,11 +287,11 @@ func serve(t *testing.T, dir string, args ...string) (adminAddr string, stop fun
 		if !ok {
 			t.Fatalf("serve exited before listening:\n%s", stop().stderr)
 		}
-		return addr, stop
+		return addr, stop, out.String
 	case <-time.After(30 * time.Second):
 		t.Fatal("serve did not start within 30s")
 	}
-	return "", stop
+	return "", stop, out.String
 }
 
 func TestServeAdminAndControl(t *testing.T) {
@@ -383,36 +401,39 @@ func TestLDAPSessionAcrossRestartAndRevoke(t *testing.T) {
 	stop()
 }
 
-// TestDemoPrintsAWorkingLDAPWhoAmI runs what `make run` runs and the
-// ldapwhoami line it prints, with the demo account's current code.
-func TestDemoPrintsAWorkingLDAPWhoAmI(t *testing.T) {
-	testenv.NeedProgram(t, "ldapwhoami")
+// TestDemoPrintsWorkingCommands runs what `make run` runs, then the
+// ldapwhoami and curl lines it prints, with the demo account's code.
+func TestDemoPrintsWorkingCommands(t *testing.T) {
+	testenv.NeedPrograms(t, "ldapwhoami", "curl")
 	dir := filepath.Join(t.TempDir(), "data")
 	ldapAddr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
-	_, stop := serve(t, dir, "--demo", "--ldap-listen", ldapAddr, "--imap-listen", "off")
-	// The banner follows the demo account's creation; wait for that.
-	for i := 0; i < 200; i++ {
-		if r := run(t, dir, "", "user", "list"); strings.Contains(r.stdout, "demo") && strings.Contains(r.stdout, "active") {
-			break
-		}
+	imapAddr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
+	_, stop, stdout := serveWithOutput(t, dir, "--demo", "--ldap-listen", ldapAddr, "--imap-listen", imapAddr, "--imap-upstream", "demo")
+	defer stop()
+	var banner string
+	for i := 0; i < 200 && !strings.Contains(banner, "The same string keeps working"); i++ {
 		time.Sleep(50 * time.Millisecond)
+		banner = stdout()
 	}
-	r := stop()
-	banner := r.stdout
-	line := regexp.MustCompile(`ldapwhoami -x -H ldap://(\S+) -D (\S+) -w '([^']*)CODE'`).FindStringSubmatch(banner)
+	ldapLine := regexp.MustCompile(`ldapwhoami -x -H ldap://(\S+) -D (\S+) -w '([^']*)CODE'`).FindStringSubmatch(banner)
+	curlLine := regexp.MustCompile(`curl -u '([^:]+):([^']*)CODE' '(imap://[^']+)'`).FindStringSubmatch(banner)
 	key := regexp.MustCompile(`type the key ([A-Z2-7 ]+)\)`).FindStringSubmatch(banner)
-	if line == nil || key == nil {
-		t.Fatalf("no ldapwhoami line or key in the banner:\n%s", banner)
+	if ldapLine == nil || curlLine == nil || key == nil {
+		t.Fatalf("no ldapwhoami line, curl line or key in the banner:\n%s", banner)
 	}
-	if line[1] != ldapAddr {
-		t.Fatalf("banner names %s, serve listens on %s", line[1], ldapAddr)
+	if ldapLine[1] != ldapAddr || !strings.Contains(curlLine[3], imapAddr) {
+		t.Fatalf("banner names %s and %s; serve listens on %s and %s", ldapLine[1], curlLine[3], ldapAddr, imapAddr)
 	}
 	secret := strings.ReplaceAll(key[1], " ", "")
-	_, stop = serve(t, dir, "--ldap-listen", ldapAddr, "--imap-listen", "off")
-	defer stop()
-	// The password printed is new on every --demo start; the one in this
-	// banner stays good because this start is without --demo.
-	if rc, out := ldapwhoami(t, ldapAddr, line[2], line[3]+code(t, secret, time.Now())); rc != 0 {
+	stored := ldapLine[3] + code(t, secret, time.Now())
+	if rc, out := ldapwhoami(t, ldapAddr, ldapLine[2], stored); rc != 0 {
 		t.Fatalf("the banner's ldapwhoami: exit %d: %s", rc, out)
+	}
+	// The same string again, now over IMAP: the LDAP bind opened a
+	// session for it, so the used code does not matter.
+	curl := exec.Command(testenv.NeedProgram(t, "curl"), "-sS", "--max-time", "20", "-u", curlLine[1]+":"+stored, curlLine[3])
+	out, err := curl.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "* 1 FETCH") && !strings.Contains(string(out), "Welcome") && !strings.Contains(string(out), "SEARCH 1") {
+		t.Fatalf("the banner's curl: %v\n%s", err, out)
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/stepgate/stepgate/internal/password"
 	"github.com/stepgate/stepgate/internal/store"
 	"github.com/stepgate/stepgate/internal/verifier"
+	demomail "github.com/stepgate/stepgate/protocols/imap/demo"
 )
 
 // DemoUser is the account `make run` creates.
@@ -21,7 +22,7 @@ const DemoUser = "demo"
 // demo makes sure the demo account exists with two-step active, gives it a
 // fresh password (printed once, so a new run never needs an old one), and
 // prints its QR code and the exact commands to try.
-func demo(ctx context.Context, core *Core, out io.Writer, addrs Addrs) error {
+func demo(ctx context.Context, core *Core, out io.Writer, addrs Addrs, mail *demomail.Server) error {
 	pw, err := demoPassword()
 	if err != nil {
 		return err
@@ -70,6 +71,13 @@ func demo(ctx context.Context, core *Core, out io.Writer, addrs Addrs) error {
 	}
 	if _, err := core.Verifier.Refresh(ctx); err != nil {
 		return err
+	}
+	if mail != nil {
+		// The demo mailbox checks the same password, as a real mail
+		// server behind stepgate would.
+		if err := mail.AddUser(DemoUser, pw); err != nil {
+			return fmt.Errorf("demo mailbox: %w", err)
+		}
 	}
 
 	sep := cfg.TwoStep.Separator

@@ -2,22 +2,38 @@ package server
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strconv"
+	"strings"
 
+	"github.com/stepgate/stepgate/protocols/imap"
+	demomail "github.com/stepgate/stepgate/protocols/imap/demo"
 	"github.com/stepgate/stepgate/protocols/ldap"
 )
 
+// frontEnds are the protocol listeners of one run.
+type frontEnds struct {
+	servers map[string]frontEnd
+	// ready probes what the front ends depend on (/readyz).
+	ready func(context.Context) error
+	// demoMail is the in-memory mail server behind --imap-upstream demo.
+	demoMail *demomail.Server
+}
+
 // startFrontEnds opens the protocol listeners the config asks for and
-// fills in their addresses. The returned readiness check probes what they
-// depend on.
-func startFrontEnds(ctx context.Context, core *Core, opts Options, addrs *Addrs) (map[string]frontEnd, func(context.Context) error, error) {
+// fills in their addresses.
+func startFrontEnds(ctx context.Context, core *Core, opts Options, addrs *Addrs) (*frontEnds, error) {
 	cfg := core.Config
-	fronts := map[string]frontEnd{}
+	fe := &frontEnds{servers: map[string]frontEnd{}, ready: func(context.Context) error { return nil }}
 	var opened []interface{ Close() error }
-	fail := func(err error) (map[string]frontEnd, func(context.Context) error, error) {
+	fail := func(err error) (*frontEnds, error) {
 		for _, o := range opened {
 			o.Close()
 		}
-		return nil, nil, err
+		return nil, err
 	}
 	tlsCfg, err := serverTLS(cfg.TLS)
 	if err != nil {
@@ -33,9 +49,49 @@ func startFrontEnds(ctx context.Context, core *Core, opts Options, addrs *Addrs)
 		}
 		opened = append(opened, srv)
 		addrs.LDAP, addrs.LDAPS = srv.Addr(), srv.LDAPSAddr()
-		fronts["ldap"] = srv
+		fe.servers["ldap"] = srv
 	}
-	return fronts, func(context.Context) error { return nil }, nil
+	if on(cfg.IMAP.Listen) || on(cfg.IMAP.IMAPSListen) {
+		u := cfg.IMAP.Upstream
+		if u == nil {
+			core.Log.Info("IMAP front end off: no mail server named (set imap.upstream, --imap-upstream HOST:PORT, or --imap-upstream demo)")
+			return fe, nil
+		}
+		up := imap.Upstream{Addr: net.JoinHostPort(u.Host, strconv.Itoa(u.Port)), TLS: u.TLS, CAFile: u.CAFile,
+			MasterUser: u.MasterUser, Timeout: cfg.IMAP.PreLoginTimeout.D() / 4}
+		if u.Host == "demo" {
+			fe.demoMail, err = demomail.Start(core.Log)
+			if err != nil {
+				return fail(err)
+			}
+			opened = append(opened, fe.demoMail)
+			up = imap.Upstream{Addr: fe.demoMail.Addr(), TLS: "none"}
+		}
+		if u.MasterUser != "" {
+			b, err := os.ReadFile(u.MasterPasswordFile)
+			if err != nil {
+				return fail(fmt.Errorf("imap.upstream.master_password_file: %w", err))
+			}
+			up.MasterPassword = strings.TrimRight(string(b), "\r\n")
+			if up.MasterPassword == "" {
+				return fail(errors.New("imap.upstream.master_password_file: the file is empty"))
+			}
+		}
+		srv, err := imap.New(imap.Options{Config: cfg.IMAP, Upstream: up, TLS: tlsCfg, Verifier: core.Verifier, Log: core.Log})
+		if err != nil {
+			return fail(err)
+		}
+		if err := srv.Listen(); err != nil {
+			return fail(err)
+		}
+		opened = append(opened, srv)
+		addrs.IMAP, addrs.IMAPS = srv.Addr(), srv.IMAPSAddr()
+		fe.servers["imap"] = srv
+		if fe.demoMail == nil {
+			fe.ready = srv.Probe
+		}
+	}
+	return fe, nil
 }
 
 func on(listen string) bool { return listen != "" && listen != "off" }

@@ -196,7 +196,7 @@ func Run(ctx context.Context, opts Options) error {
 	httpServers = append(httpServers, ctlSrv)
 	goServe("control socket", func() error { return ctlSrv.Serve(ctl) })
 
-	fronts, readiness, err := startFrontEnds(ctx, core, opts, &addrs)
+	fe, err := startFrontEnds(ctx, core, opts, &addrs)
 	if err != nil {
 		ctl.Close()
 		return err
@@ -209,17 +209,17 @@ func Run(ctx context.Context, opts Options) error {
 			return fmt.Errorf("admin.listen %s: %w", cfg.Admin.Listen, err)
 		}
 		addrs.Admin = l.Addr().String()
-		srv := admin.NewHTTPServer(admin.Endpoint(core.Metrics.Handler(), readiness))
+		srv := admin.NewHTTPServer(admin.Endpoint(core.Metrics.Handler(), fe.ready))
 		httpServers = append(httpServers, srv)
 		goServe("admin endpoint", func() error { return srv.Serve(l) })
 		log.Info("listening", "service", "admin", "addr", addrs.Admin, "paths", "/healthz /readyz /metrics")
 	}
-	for name, fe := range fronts {
-		goServe(name, func() error { return fe.Serve(ctx) })
+	for name, srv := range fe.servers {
+		goServe(name, func() error { return srv.Serve(ctx) })
 	}
 
 	if opts.Demo {
-		if err := demo(ctx, core, opts.Out, addrs); err != nil {
+		if err := demo(ctx, core, opts.Out, addrs, fe.demoMail); err != nil {
 			cancel()
 			wg.Wait()
 			return err
@@ -237,6 +237,9 @@ func Run(ctx context.Context, opts Options) error {
 		s.Shutdown(shutdownCtx)
 	}
 	wg.Wait()
+	if fe.demoMail != nil {
+		fe.demoMail.Close()
+	}
 	if err := saveSessions(core); err != nil {
 		log.Error("sessions not saved for the next run", "err", err)
 	}
