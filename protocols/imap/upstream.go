@@ -80,7 +80,9 @@ type upConn struct {
 }
 
 // unavailable wraps err so that the verifier reports the backend down.
-func unavailable(err error) error { return fmt.Errorf("%w: imap upstream: %v", verifier.ErrUnavailable, err) }
+func unavailable(err error) error {
+	return fmt.Errorf("%w: imap upstream: %v", verifier.ErrUnavailable, err)
+}
 
 // dial connects, reads the greeting, turns on TLS as configured and sends
 // ID with the client's address so the mail server logs, limits and bans
