@@ -80,6 +80,10 @@ func (r *commandReader) readLine(budget *int) ([]byte, error) {
 		if !errors.Is(err, bufio.ErrBufferFull) {
 			return nil, err
 		}
+		if len(line) >= *budget {
+			// The whole budget read and still no line end.
+			return nil, errTooLong
+		}
 	}
 	*budget -= len(line)
 	line = line[:len(line)-1]

@@ -1,0 +1,259 @@
+// Package dovecot starts a real Dovecot IMAP server for tests: a
+// throwaway configuration in a temp folder, passwd-file users, maildirs,
+// one loopback port, and nothing left behind when the test ends.
+package dovecot
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stepgate/stepgate/internal/testenv"
+)
+
+// Options shape the server.
+type Options struct {
+	// Users maps user names to passwords (stored {PLAIN}).
+	Users map[string]string
+	// MasterUser and MasterPassword add a Dovecot master user, who may
+	// log in as anyone (PLAIN authzid, or user*master with LOGIN).
+	MasterUser, MasterPassword string
+	// PassDB, when set, replaces the passdb block (e.g. an LDAP passdb).
+	PassDB string
+}
+
+// Server is a running (or stopped) Dovecot.
+type Server struct {
+	t        testing.TB
+	dir      string
+	conf     string
+	port     int
+	uid, gid int
+	cmd      *exec.Cmd
+	waited   chan struct{}
+	seq      atomic.Int64
+}
+
+// Start writes the configuration and starts Dovecot. It skips (or fails
+// under STEPGATE_REQUIRE_INTEGRATION=1) when Dovecot is not installed.
+func Start(t testing.TB, o Options) *Server {
+	t.Helper()
+	testenv.NeedPrograms(t, "dovecot")
+	dir := t.TempDir()
+	// Dovecot's unprivileged processes must reach the folder.
+	for d := dir; d != "/" && d != "."; d = filepath.Dir(d) {
+		if os.Getuid() == 0 {
+			os.Chmod(d, 0o755)
+		}
+		if d == os.TempDir() {
+			break
+		}
+	}
+	s := &Server{t: t, dir: dir, port: testenv.FreePort(t), uid: os.Getuid(), gid: os.Getgid()}
+	loginUser, internalUser := currentUser(t), currentUser(t)
+	if os.Getuid() == 0 {
+		// Dovecot refuses root for its login processes and for mail.
+		loginUser, internalUser = "dovenull", "dovecot"
+		u, err := user.Lookup("dovecot")
+		if err != nil {
+			t.Fatalf("dovecot: running as root needs the dovecot user: %v", err)
+		}
+		s.uid, _ = strconv.Atoi(u.Uid)
+		s.gid, _ = strconv.Atoi(u.Gid)
+	}
+	for _, d := range []string{"run", "state", "mail", "home"} {
+		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.chown(filepath.Join(dir, "mail"))
+	s.chown(filepath.Join(dir, "home"))
+	var users strings.Builder
+	for name, pw := range o.Users {
+		fmt.Fprintf(&users, "%s:{PLAIN}%s::::::\n", name, pw)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "users"), []byte(users.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	passdb := fmt.Sprintf("passdb {\n  driver = passwd-file\n  args = scheme=PLAIN username_format=%%u %s\n}\n", filepath.Join(dir, "users"))
+	if o.PassDB != "" {
+		passdb = o.PassDB
+	}
+	master := ""
+	if o.MasterUser != "" {
+		mf := filepath.Join(dir, "masters")
+		if err := os.WriteFile(mf, []byte(fmt.Sprintf("%s:{PLAIN}%s\n", o.MasterUser, o.MasterPassword)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		master = fmt.Sprintf("auth_master_user_separator = *\npassdb {\n  driver = passwd-file\n  master = yes\n  args = %s\n  pass = yes\n}\n", mf)
+	}
+	conf := fmt.Sprintf(`base_dir = %[1]s/run
+state_dir = %[1]s/state
+log_path = %[1]s/dovecot.log
+protocols = imap
+listen = 127.0.0.1
+ssl = no
+disable_plaintext_auth = no
+auth_mechanisms = plain login
+default_login_user = %[2]s
+default_internal_user = %[3]s
+first_valid_uid = 1
+mail_location = maildir:%[1]s/mail/%%u
+login_trusted_networks = 127.0.0.0/8
+imap_capability = +IDLE
+mail_max_userip_connections = 100
+%[4]s%[5]suserdb {
+  driver = static
+  args = uid=%[6]d gid=%[7]d home=%[1]s/home/%%u
+}
+service imap-login {
+  inet_listener imap {
+    address = 127.0.0.1
+    port = %[8]d
+  }
+  inet_listener imaps {
+    port = 0
+  }
+}
+service pop3-login {
+  inet_listener pop3 {
+    port = 0
+  }
+}
+service submission-login {
+  inet_listener submission {
+    port = 0
+  }
+}
+`, dir, loginUser, internalUser, master, passdb, s.uid, s.gid, s.port)
+	s.conf = filepath.Join(dir, "dovecot.conf")
+	if err := os.WriteFile(s.conf, []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s.Start()
+	t.Cleanup(s.Stop)
+	return s
+}
+
+func currentUser(t testing.TB) string {
+	u, err := user.Current()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u.Username
+}
+
+func (s *Server) chown(path string) {
+	if os.Getuid() == 0 {
+		os.Chown(path, s.uid, s.gid)
+	}
+}
+
+// Addr is the IMAP listener, 127.0.0.1:PORT.
+func (s *Server) Addr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(s.port)) }
+
+// Port is the IMAP port.
+func (s *Server) Port() int { return s.port }
+
+// Log is Dovecot's log so far.
+func (s *Server) Log() string {
+	b, _ := os.ReadFile(filepath.Join(s.dir, "dovecot.log"))
+	return string(b)
+}
+
+// Start starts a stopped server again on the same port.
+func (s *Server) Start() {
+	s.t.Helper()
+	if s.cmd != nil {
+		return
+	}
+	cmd := exec.Command(testenv.NeedProgram(s.t, "dovecot"), "-F", "-c", s.conf)
+	cmd.Stdout, cmd.Stderr = nil, nil
+	if err := cmd.Start(); err != nil {
+		s.t.Fatalf("dovecot: %v", err)
+	}
+	s.cmd, s.waited = cmd, make(chan struct{})
+	go func() { cmd.Wait(); close(s.waited) }()
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		select {
+		case <-s.waited:
+			s.cmd = nil
+			s.t.Fatalf("dovecot exited at start-up:\n%s", s.Log())
+		default:
+		}
+		if c, err := net.DialTimeout("tcp", s.Addr(), time.Second); err == nil {
+			c.Close()
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	s.Stop()
+	s.t.Fatalf("dovecot did not listen on %s within 20s:\n%s", s.Addr(), s.Log())
+}
+
+// Stop stops the server and waits until its port is closed.
+func (s *Server) Stop() {
+	if s.cmd == nil {
+		return
+	}
+	s.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-s.waited:
+	case <-time.After(15 * time.Second):
+		s.cmd.Process.Kill()
+		<-s.waited
+	}
+	s.cmd = nil
+	// Children (imap, auth) go with the master; wait for the port.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for ctx.Err() == nil {
+		c, err := net.DialTimeout("tcp", s.Addr(), 200*time.Millisecond)
+		if err != nil {
+			return
+		}
+		c.Close()
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// Deliver puts one message into user's INBOX (a maildir file), as a local
+// delivery agent would.
+func (s *Server) Deliver(user string, msg []byte) {
+	s.t.Helper()
+	md := filepath.Join(s.dir, "mail", user)
+	for _, sub := range []string{"", "new", "cur", "tmp"} {
+		if err := os.MkdirAll(filepath.Join(md, sub), 0o755); err != nil {
+			s.t.Fatal(err)
+		}
+		s.chown(filepath.Join(md, sub))
+	}
+	name := fmt.Sprintf("%d.M%dP%d.stepgate-test", time.Now().Unix(), s.seq.Add(1), os.Getpid())
+	tmp := filepath.Join(md, "tmp", name)
+	if err := os.WriteFile(tmp, msg, 0o644); err != nil {
+		s.t.Fatal(err)
+	}
+	s.chown(tmp)
+	if err := os.Rename(tmp, filepath.Join(md, "new", name)); err != nil {
+		s.t.Fatal(err)
+	}
+}
+
+// Message is a small RFC 5322 message numbered n, body padded to size
+// bytes, with CRLF line ends.
+func Message(n, size int) []byte {
+	head := fmt.Sprintf("From: sender@example.org\r\nTo: alice@example.org\r\nSubject: message %d\r\nMessage-ID: <%d@stepgate.test>\r\nDate: Tue, 24 Nov 2026 12:00:00 +0000\r\n\r\n", n, n)
+	body := []byte(strings.Repeat("stepgate test line of text.....\r\n", max(1, (size-len(head))/33)))
+	return append([]byte(head), body...)
+}
