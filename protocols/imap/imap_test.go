@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -51,10 +52,10 @@ type rig struct {
 func newRig(t testing.TB, users map[string]string) *rig {
 	t.Helper()
 	dc := dovecot.Start(t, dovecot.Options{Users: users})
-	return newRigFor(t, dc, Upstream{Addr: dc.Addr(), TLS: "none"}, nil)
+	return newRigFor(t, dc, Upstream{Addr: dc.Addr(), TLS: "none"}, nil, nil)
 }
 
-func newRigFor(t testing.TB, dc *dovecot.Server, up Upstream, mod func(*config.IMAP)) *rig {
+func newRigFor(t testing.TB, dc *dovecot.Server, up Upstream, tlsCfg *tls.Config, mod func(*config.IMAP)) *rig {
 	t.Helper()
 	e := verifiertest.New(t, verifiertest.Options{Clock: verifiertest.NewClock(time.Now())})
 	cfg := config.Default().IMAP
@@ -63,7 +64,7 @@ func newRigFor(t testing.TB, dc *dovecot.Server, up Upstream, mod func(*config.I
 		mod(&cfg)
 	}
 	logs := &syncBuffer{}
-	srv, err := New(Options{Config: cfg, Upstream: up, Verifier: e.Verifier,
+	srv, err := New(Options{Config: cfg, Upstream: up, TLS: tlsCfg, Verifier: e.Verifier,
 		Log: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
 	if err != nil {
 		t.Fatal(err)

@@ -317,10 +317,10 @@ func TestSASLBindRefused(t *testing.T) {
 }
 
 func TestStartTLSAndLDAPS(t *testing.T) {
-	pki := newTestPKI(t)
-	r := newRig(t, func(c *config.LDAP) { c.LDAPSListen = "127.0.0.1:0" }, pki.server)
+	pki := testenv.NewPKI(t)
+	r := newRig(t, func(c *config.LDAP) { c.LDAPSListen = "127.0.0.1:0" }, pki.Server)
 	alice := r.AddEnrolled(t, "alice", "classmate")
-	env := []string{"LDAPTLS_CACERT=" + pki.caFile, "LDAPTLS_REQCERT=demand"}
+	env := []string{"LDAPTLS_CACERT=" + pki.CAFile, "LDAPTLS_REQCERT=demand"}
 	secret := "classmate" + alice.Code(t)
 	dn := "uid=alice,ou=people," + base
 	rc, out := run(t, env, "ldapwhoami", "-x", "-ZZ", "-H", "ldap://localhost:"+port(r.addr), "-D", dn, "-w", secret)

@@ -1,8 +1,6 @@
-package ldap
+package testenv
 
 import (
-	"bufio"
-	"bytes"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -17,19 +15,28 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	ber "github.com/go-asn1-ber/asn1-ber"
-	goldap "github.com/go-ldap/ldap/v3"
 )
 
-// testPKI is a throwaway CA and a server certificate for localhost.
-type testPKI struct {
-	caFile string
-	server *tls.Config
+// PKI is a throwaway CA and a server certificate for this machine, for
+// tests of StartTLS, ldaps and imaps with real clients.
+type PKI struct {
+	// CAFile is the CA certificate (PEM), for LDAPTLS_CACERT, curl
+	// --cacert and the like.
+	CAFile string
+	// CertFile and KeyFile are the server's certificate and key (PEM),
+	// for stepgate's tls.cert_file and tls.key_file.
+	CertFile, KeyFile string
+	// Server is the same certificate ready for a tls.Config.
+	Server *tls.Config
+	// Client trusts the CA.
+	Client *tls.Config
 }
 
-func newTestPKI(t testing.TB) testPKI {
+// NewPKI makes a CA and a certificate for localhost, 127.0.0.1, ::1 and
+// the names a client may check instead (see tlsNames).
+func NewPKI(t testing.TB) *PKI {
 	t.Helper()
+	dir := t.TempDir()
 	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "stepgate test CA"},
 		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
@@ -48,23 +55,27 @@ func newTestPKI(t testing.TB) testPKI {
 	if err != nil {
 		t.Fatal(err)
 	}
-	caFile := filepath.Join(t.TempDir(), "ca.pem")
-	if err := os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}), 0o644); err != nil {
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
 		t.Fatal(err)
 	}
-	return testPKI{caFile: caFile, server: &tls.Config{
-		Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}, MinVersion: tls.VersionTLS12}}
+	p := &PKI{CAFile: filepath.Join(dir, "ca.pem"), CertFile: filepath.Join(dir, "cert.pem"), KeyFile: filepath.Join(dir, "key.pem")}
+	for file, block := range map[string]*pem.Block{
+		p.CAFile:   {Type: "CERTIFICATE", Bytes: caDER},
+		p.CertFile: {Type: "CERTIFICATE", Bytes: der},
+		p.KeyFile:  {Type: "EC PRIVATE KEY", Bytes: keyDER},
+	} {
+		if err := os.WriteFile(file, pem.EncodeToMemory(block), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	os.Chmod(p.CAFile, 0o644)
+	pool := x509.NewCertPool()
+	pool.AddCert(ca)
+	p.Server = &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}, MinVersion: tls.VersionTLS12}
+	p.Client = &tls.Config{RootCAs: pool, ServerName: "localhost", MinVersion: tls.VersionTLS12}
+	return p
 }
-
-func newBindOp(name, pw string) *ber.Packet {
-	op := ber.Encode(ber.ClassApplication, ber.TypeConstructed, goldap.ApplicationBindRequest, nil, "Bind Request")
-	op.AppendChild(ber.NewInteger(ber.ClassUniversal, ber.TypePrimitive, ber.TagInteger, 3, "Version"))
-	op.AppendChild(ber.NewString(ber.ClassUniversal, ber.TypePrimitive, ber.TagOctetString, name, "User Name"))
-	op.AppendChild(ber.NewString(ber.ClassContext, ber.TypePrimitive, 0, pw, "Password"))
-	return op
-}
-
-func bufioReader(b []byte) *bufio.Reader { return bufio.NewReader(bytes.NewReader(b)) }
 
 // tlsNames are the names a client may check the certificate against:
 // libldap canonicalises the host it connects to through reverse DNS, which

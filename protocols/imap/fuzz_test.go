@@ -1,0 +1,49 @@
+package imap
+
+import (
+	"context"
+	"io"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/stepgate/stepgate/internal/config"
+)
+
+// FuzzPreLogin feeds bytes to the pre-login dialogue of one connection:
+// it must answer or hang up, never panic or hang.
+func FuzzPreLogin(f *testing.F) {
+	for _, s := range []string{
+		"a1 CAPABILITY\r\na2 LOGOUT\r\n",
+		"a1 LOGIN alice classmate123456\r\n",
+		"a1 LOGIN {5}\r\nalice {15+}\r\nclassmate123456\r\n",
+		"a1 AUTHENTICATE PLAIN AGFsaWNlAGNsYXNzbWF0ZTEyMzQ1Ng==\r\n",
+		"a1 AUTHENTICATE PLAIN\r\n*\r\n",
+		"a1 ID (\"name\" \"x\" \"version\" NIL)\r\n",
+		"a1 LOGIN \"al\\\"ice\" \"pw\"\r\n",
+		"a1 LOGIN {99999999}\r\n",
+	} {
+		f.Add([]byte(s))
+	}
+	r := newRigFor(f, nil, Upstream{Addr: "127.0.0.1:1", Timeout: 100 * time.Millisecond}, nil, func(c *config.IMAP) {
+		c.PreLoginTimeout = config.Duration(200 * time.Millisecond)
+	})
+	r.AddEnrolled(f, "alice", "classmate")
+	f.Fuzz(func(t *testing.T, in []byte) {
+		client, server := net.Pipe()
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			newConn(r.srv, server, server, false).serve(context.Background())
+		}()
+		go client.Write(in)
+		client.SetReadDeadline(time.Now().Add(5 * time.Second))
+		io.Copy(io.Discard, client)
+		client.Close()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			t.Fatal("the connection did not end")
+		}
+	})
+}
