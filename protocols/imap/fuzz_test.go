@@ -29,14 +29,29 @@ func FuzzPreLogin(f *testing.F) {
 		c.PreLoginTimeout = config.Duration(200 * time.Millisecond)
 	})
 	r.AddEnrolled(f, "alice", "classmate")
+	// A loopback TCP pair rather than net.Pipe: the client half-closes
+	// after its bytes, so each input ends at once instead of at a timeout.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		f.Fatal(err)
+	}
+	defer ln.Close()
 	f.Fuzz(func(t *testing.T, in []byte) {
-		client, server := net.Pipe()
+		client, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		server, err := ln.Accept()
+		if err != nil {
+			t.Fatal(err)
+		}
 		done := make(chan struct{})
 		go func() {
 			defer close(done)
 			newConn(r.srv, server, server, false).serve(context.Background())
 		}()
-		go client.Write(in)
+		client.Write(in)
+		client.(*net.TCPConn).CloseWrite()
 		client.SetReadDeadline(time.Now().Add(5 * time.Second))
 		io.Copy(io.Discard, client)
 		client.Close()

@@ -17,4 +17,3 @@ func newBindOp(name, pw string) *ber.Packet {
 }
 
 func bufioReader(b []byte) *bufio.Reader { return bufio.NewReader(bytes.NewReader(b)) }
-
