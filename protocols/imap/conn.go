@@ -337,11 +337,11 @@ func (c *conn) splice(ctx context.Context, revoked <-chan struct{}, log interfac
 	up := c.up
 	done := make(chan struct{}, 2)
 	go func() {
-		io.Copy(up.nc, c.br) // what the client pipelined after LOGIN, then the rest
+		pipe(up.nc, c.br, c.nc) // what the client pipelined after LOGIN, then the rest
 		done <- struct{}{}
 	}()
 	go func() {
-		io.Copy(c.nc, up.r)
+		pipe(c.nc, up.r, up.nc)
 		done <- struct{}{}
 	}()
 	select {
@@ -353,6 +353,20 @@ func (c *conn) splice(ctx context.Context, revoked <-chan struct{}, log interfac
 	}
 	c.closeAll()
 	<-done
+}
+
+// pipe copies what br holds already, then src straight to dst: between
+// two plain TCP connections io.Copy then moves the data in the kernel
+// (splice(2)) instead of through a user-space buffer.
+func pipe(dst io.Writer, br *bufio.Reader, src io.Reader) {
+	if n := br.Buffered(); n > 0 {
+		b, _ := br.Peek(n)
+		if _, err := dst.Write(b); err != nil {
+			return
+		}
+		br.Discard(n)
+	}
+	io.Copy(dst, src)
 }
 
 func oneLine(s string) string {
