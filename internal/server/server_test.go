@@ -22,10 +22,19 @@ import (
 // returns the core once serving, and a stop function that waits.
 func start(t *testing.T, dir datadir.Dir, demo bool, out io.Writer) (*Core, Addrs, func()) {
 	t.Helper()
+	return startWith(t, dir, demo, out, nil)
+}
+
+// startWith is start with a changed configuration.
+func startWith(t *testing.T, dir datadir.Dir, demo bool, out io.Writer, mod func(*config.Config)) (*Core, Addrs, func()) {
+	t.Helper()
 	cfg := config.Default()
 	cfg.Admin.Listen = "127.0.0.1:0"
 	cfg.LDAP.Listen, cfg.IMAP.Listen = "off", "off"
 	cfg.Audit.File = filepath.Join(t.TempDir(), "audit.log")
+	if mod != nil {
+		mod(cfg)
+	}
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
