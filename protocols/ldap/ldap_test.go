@@ -400,14 +400,14 @@ func TestBadInputEndsOnlyItsConnection(t *testing.T) {
 	}
 	// Many idle connections: the server keeps serving.
 	var idle []net.Conn
-	for i := 0; i < 200; i++ {
+	for i := 0; i < 1000; i++ {
 		nc, err := net.Dial("tcp", r.addr)
 		if err != nil {
 			t.Fatal(err)
 		}
 		idle = append(idle, nc)
 	}
-	stillGood("200 idle connections")
+	stillGood("1,000 idle connections")
 	for _, nc := range idle {
 		nc.Close()
 	}
