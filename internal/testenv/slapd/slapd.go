@@ -1,0 +1,246 @@
+// Package slapd starts a real OpenLDAP slapd for tests and benchmarks: a
+// throwaway slapd.conf and mdb database in a temp folder, one loopback
+// port, optionally the otp overlay (password+TOTP binds in slapd itself),
+// and nothing left behind.
+package slapd
+
+import (
+	"bytes"
+	"encoding/base64"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stepgate/stepgate/internal/testenv"
+)
+
+// Suffix is the directory's base DN.
+const Suffix = "dc=example,dc=org"
+
+// Options shape the server.
+type Options struct {
+	// OTP loads the otp overlay: binds of users with a TOTP token check
+	// password followed by the current code.
+	OTP bool
+	// NoSync turns durable commits off (mdb's dbnosync).
+	NoSync bool
+	// CertFile and KeyFile turn on StartTLS and an ldaps listener.
+	CertFile, KeyFile string
+	// LDIF is loaded with slapadd before the first start (fast, for
+	// thousands of entries); the base entries are always there.
+	LDIF string
+}
+
+// Server is a running (or stopped) slapd.
+type Server struct {
+	t         testing.TB
+	dir, conf string
+	port      int
+	tlsPort   int
+	cmd       *exec.Cmd
+	waited    chan struct{}
+	logMu     sync.Mutex
+	log       bytes.Buffer
+}
+
+// RootDN and RootPW are the directory manager.
+const (
+	RootDN = "cn=admin," + Suffix
+	RootPW = "admin-secret"
+)
+
+// Start writes the configuration, loads the base entries and starts
+// slapd. It skips (or fails under STEPGATE_REQUIRE_INTEGRATION=1) when
+// OpenLDAP's server is not installed.
+func Start(t testing.TB, o Options) *Server {
+	t.Helper()
+	testenv.NeedPrograms(t, "slapd", "slapadd")
+	dir := t.TempDir()
+	s := &Server{t: t, dir: dir, port: testenv.FreePort(t)}
+	if err := os.MkdirAll(filepath.Join(dir, "db"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	var conf strings.Builder
+	for _, schema := range []string{"core", "cosine", "inetorgperson", "nis"} {
+		fmt.Fprintf(&conf, "include /etc/ldap/schema/%s.schema\n", schema)
+	}
+	fmt.Fprintf(&conf, "modulepath /usr/lib/ldap\nmoduleload back_mdb\n")
+	if o.OTP {
+		conf.WriteString("moduleload otp\n")
+	}
+	fmt.Fprintf(&conf, "pidfile %[1]s/slapd.pid\nargsfile %[1]s/slapd.args\n", dir)
+	if o.CertFile != "" {
+		s.tlsPort = testenv.FreePort(t)
+		fmt.Fprintf(&conf, "TLSCertificateFile %s\nTLSCertificateKeyFile %s\n", o.CertFile, o.KeyFile)
+	}
+	fmt.Fprintf(&conf, "sizelimit unlimited\n\ndatabase mdb\nmaxsize 1073741824\nsuffix %q\nrootdn %q\nrootpw %s\ndirectory %s/db\nindex objectClass,uid eq\n",
+		Suffix, RootDN, RootPW, dir)
+	if o.NoSync {
+		conf.WriteString("dbnosync\n")
+	}
+	if o.OTP {
+		conf.WriteString("overlay otp\n")
+	}
+	conf.WriteString("access to attrs=userPassword,oathSecret\n  by anonymous auth\n  by * none\naccess to *\n  by users read\n  by anonymous auth\n")
+	s.conf = filepath.Join(dir, "slapd.conf")
+	if err := os.WriteFile(s.conf, []byte(conf.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	base := fmt.Sprintf("dn: %s\nobjectClass: dcObject\nobjectClass: organization\ndc: example\no: example\n\n"+
+		"dn: ou=people,%s\nobjectClass: organizationalUnit\nou: people\n\n"+
+		"dn: ou=otp,%s\nobjectClass: organizationalUnit\nou: otp\n\n", Suffix, Suffix, Suffix)
+	if o.OTP {
+		base += OTPParamsLDIF()
+	}
+	s.slapadd(base + o.LDIF)
+	s.Start()
+	t.Cleanup(s.Stop)
+	return s
+}
+
+func (s *Server) slapadd(ldif string) {
+	s.t.Helper()
+	f := filepath.Join(s.dir, "load.ldif")
+	if err := os.WriteFile(f, []byte(ldif), 0o600); err != nil {
+		s.t.Fatal(err)
+	}
+	out, err := exec.Command(testenv.NeedProgram(s.t, "slapadd"), "-q", "-f", s.conf, "-l", f).CombinedOutput()
+	if err != nil {
+		s.t.Fatalf("slapadd: %v\n%s", err, out)
+	}
+}
+
+// URL is ldap://127.0.0.1:PORT.
+func (s *Server) URL() string { return "ldap://" + s.Addr() }
+
+// Addr is 127.0.0.1:PORT.
+func (s *Server) Addr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(s.port)) }
+
+// LDAPSURL is the ldaps listener, or "" without TLS.
+func (s *Server) LDAPSURL() string {
+	if s.tlsPort == 0 {
+		return ""
+	}
+	return "ldaps://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(s.tlsPort))
+}
+
+// Log is slapd's stats log so far (connections, binds, searches).
+func (s *Server) Log() string {
+	s.logMu.Lock()
+	defer s.logMu.Unlock()
+	return s.log.String()
+}
+
+type lockedWriter struct{ s *Server }
+
+func (w lockedWriter) Write(p []byte) (int, error) {
+	w.s.logMu.Lock()
+	defer w.s.logMu.Unlock()
+	return w.s.log.Write(p)
+}
+
+// Start starts a stopped server again on the same port.
+func (s *Server) Start() {
+	s.t.Helper()
+	if s.cmd != nil {
+		return
+	}
+	urls := s.URL() + "/"
+	if s.tlsPort != 0 {
+		urls += " " + s.LDAPSURL() + "/"
+	}
+	// -d stats keeps slapd in the foreground and logs each operation.
+	cmd := exec.Command(testenv.NeedProgram(s.t, "slapd"), "-f", s.conf, "-h", urls, "-d", "stats")
+	cmd.Stderr = lockedWriter{s}
+	if err := cmd.Start(); err != nil {
+		s.t.Fatalf("slapd: %v", err)
+	}
+	s.cmd, s.waited = cmd, make(chan struct{})
+	go func() { cmd.Wait(); close(s.waited) }()
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		select {
+		case <-s.waited:
+			s.cmd = nil
+			s.t.Fatalf("slapd exited at start-up:\n%s", s.Log())
+		default:
+		}
+		if c, err := net.DialTimeout("tcp", s.Addr(), time.Second); err == nil {
+			c.Close()
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	s.Stop()
+	s.t.Fatalf("slapd did not listen on %s within 20s:\n%s", s.Addr(), s.Log())
+}
+
+// Stop stops the server and waits for it to exit.
+func (s *Server) Stop() {
+	if s.cmd == nil {
+		return
+	}
+	s.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-s.waited:
+	case <-time.After(15 * time.Second):
+		s.cmd.Process.Kill()
+		<-s.waited
+	}
+	s.cmd = nil
+}
+
+// Person is one user entry under ou=people.
+type Person struct {
+	UID, CN, Mail string
+	// Password is the userPassword value as stored ({SSHA}..., or clear).
+	Password string
+	// TOTPSecret, with Options.OTP, gives the user a TOTP token (raw
+	// key bytes): binds then want password followed by the code.
+	TOTPSecret []byte
+}
+
+// DN is the person's entry.
+func (p Person) DN() string { return "uid=" + p.UID + ",ou=people," + Suffix }
+
+// LDIF is the person's entry (and token entry) in LDIF.
+func (p Person) LDIF() string {
+	var b strings.Builder
+	cn := p.CN
+	if cn == "" {
+		cn = p.UID
+	}
+	fmt.Fprintf(&b, "dn: %s\nobjectClass: inetOrgPerson\n", p.DN())
+	if p.TOTPSecret != nil {
+		fmt.Fprintf(&b, "objectClass: oathTOTPUser\noathTOTPToken: cn=%s,ou=otp,%s\n", p.UID, Suffix)
+	}
+	fmt.Fprintf(&b, "uid: %s\ncn: %s\nsn: %s\n", p.UID, cn, cn)
+	if p.Mail != "" {
+		fmt.Fprintf(&b, "mail: %s\n", p.Mail)
+	}
+	if p.Password != "" {
+		fmt.Fprintf(&b, "userPassword:: %s\n", base64.StdEncoding.EncodeToString([]byte(p.Password)))
+	}
+	b.WriteString("\n")
+	if p.TOTPSecret != nil {
+		fmt.Fprintf(&b, "dn: cn=%s,ou=otp,%s\nobjectClass: device\nobjectClass: oathTOTPToken\ncn: %s\n"+
+			"oathTOTPParams: cn=totp-params,ou=otp,%s\noathSecret:: %s\n\n",
+			p.UID, Suffix, p.UID, Suffix, base64.StdEncoding.EncodeToString(p.TOTPSecret))
+	}
+	return b.String()
+}
+
+// OTPParamsLDIF is the shared TOTP parameters: SHA-1, 6 digits, 30 s,
+// one step either side (as stepgate's default).
+func OTPParamsLDIF() string {
+	return fmt.Sprintf("dn: cn=totp-params,ou=otp,%s\nobjectClass: device\nobjectClass: oathTOTPParams\ncn: totp-params\n"+
+		"oathOTPLength: 6\noathHMACAlgorithm: 1.2.840.113549.2.7\noathTOTPTimeStepPeriod: 30\noathTOTPTimeStepWindow: 3\n\n", Suffix)
+}
