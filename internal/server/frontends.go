@@ -27,7 +27,16 @@ type frontEnds struct {
 // fills in their addresses.
 func startFrontEnds(ctx context.Context, core *Core, opts Options, addrs *Addrs) (*frontEnds, error) {
 	cfg := core.Config
-	fe := &frontEnds{servers: map[string]frontEnd{}, ready: func(context.Context) error { return nil }}
+	fe := &frontEnds{servers: map[string]frontEnd{}}
+	var probes []func(context.Context) error
+	fe.ready = func(ctx context.Context) error {
+		for _, p := range probes {
+			if err := p(ctx); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
 	var opened []interface{ Close() error }
 	fail := func(err error) (*frontEnds, error) {
 		for _, o := range opened {
@@ -50,6 +59,7 @@ func startFrontEnds(ctx context.Context, core *Core, opts Options, addrs *Addrs)
 		opened = append(opened, srv)
 		addrs.LDAP, addrs.LDAPS = srv.Addr(), srv.LDAPSAddr()
 		fe.servers["ldap"] = srv
+		probes = append(probes, srv.Probe) // the upstream directory, in proxy mode
 	}
 	if on(cfg.IMAP.Listen) || on(cfg.IMAP.IMAPSListen) {
 		u := cfg.IMAP.Upstream
@@ -88,7 +98,7 @@ func startFrontEnds(ctx context.Context, core *Core, opts Options, addrs *Addrs)
 		addrs.IMAP, addrs.IMAPS = srv.Addr(), srv.IMAPSAddr()
 		fe.servers["imap"] = srv
 		if fe.demoMail == nil {
-			fe.ready = srv.Probe
+			probes = append(probes, srv.Probe)
 		}
 	}
 	return fe, nil

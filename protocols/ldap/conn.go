@@ -55,6 +55,8 @@ type conn struct {
 	boundDN   string
 	boundUser string
 	service   bool
+	// up is the upstream connection in proxy mode, bound as boundDN.
+	up *goldap.Conn
 	// unwatch stops the goroutine that closes the connection when the
 	// session behind its bind is revoked.
 	unwatch chan struct{}
@@ -75,6 +77,7 @@ func deadline(d time.Duration) time.Time { return time.Now().Add(d) }
 func (c *conn) serve(ctx context.Context) {
 	defer c.nc.Close()
 	defer c.stopWatch()
+	defer c.dropUpstream()
 	log := c.s.log.With("remote", c.nc.RemoteAddr().String())
 	if tc, ok := c.nc.(*tls.Conn); ok {
 		tc.SetDeadline(deadline(c.s.cfg.ReadTimeout.D()))
@@ -143,8 +146,15 @@ func (c *conn) handle(ctx context.Context, m *message) bool {
 	case goldap.ApplicationBindRequest:
 		return c.write(encodeResult(m.id, goldap.ApplicationBindResponse, c.bind(ctx, m.req.(*bindRequest)))) == nil
 	case goldap.ApplicationSearchRequest:
-		return c.search(ctx, m.id, m.req.(*searchRequest)) == nil
+		q := m.req.(*searchRequest)
+		if c.s.proxy != nil && !(q.base == "" && q.scope == 0) {
+			return c.proxySearch(ctx, m.id, q, m.controls) == nil
+		}
+		return c.search(ctx, m.id, q) == nil
 	case goldap.ApplicationCompareRequest:
+		if c.s.proxy != nil {
+			return c.write(encodeResult(m.id, goldap.ApplicationCompareResponse, c.proxyCompare(m.req.(*compareRequest)))) == nil
+		}
 		return c.write(encodeResult(m.id, goldap.ApplicationCompareResponse, c.compare(ctx, m.req.(*compareRequest)))) == nil
 	case goldap.ApplicationExtendedRequest:
 		return c.extended(m.id, m.req.(*extendedRequest))
@@ -160,6 +170,13 @@ func (c *conn) extended(id int64, e *extendedRequest) bool {
 	switch e.oid {
 	case oidWhoAmI:
 		v := ""
+		if c.s.proxy != nil {
+			var r result
+			if v, r = c.proxyWhoAmI(); r.code != resultSuccess {
+				return c.write(encodeExtended(id, r, "", nil)) == nil
+			}
+			return c.write(encodeExtended(id, result{code: resultSuccess}, "", &v)) == nil
+		}
 		if c.boundDN != "" {
 			v = "dn:" + c.boundDN
 		}
@@ -203,6 +220,7 @@ func (c *conn) loopback() bool {
 func (c *conn) bind(ctx context.Context, b *bindRequest) result {
 	// Any bind starts from anonymous (RFC 4511 4.2.1).
 	c.stopWatch()
+	c.dropUpstream()
 	c.boundDN, c.boundUser, c.service = "", "", false
 	if b.version != 3 {
 		return result{code: resultProtocolError, diagnostic: "only LDAPv3 is supported"}
@@ -215,6 +233,9 @@ func (c *conn) bind(ctx context.Context, b *bindRequest) result {
 	}
 	if !c.tls && !c.loopback() && !c.s.cfg.AllowPlainRemote {
 		return result{code: resultConfidentialityRequired, diagnostic: "use StartTLS or ldaps:// to send a password"}
+	}
+	if c.s.proxy != nil {
+		return c.proxyBind(ctx, b)
 	}
 	user := c.s.bindUser(b.name)
 	d := c.s.v.Verify(ctx, verifier.Attempt{Protocol: "ldap", User: user, Secret: b.password, Remote: c.remote, TLS: c.tls})

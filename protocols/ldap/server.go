@@ -30,13 +30,16 @@ type Options struct {
 
 // Server is the LDAP front end.
 type Server struct {
-	cfg  config.LDAP
-	tls  *tls.Config
-	v    *verifier.Verifier
-	dir  *directory
-	log  *slog.Logger
-	lns  []listener
-	live atomic.Int64
+	cfg config.LDAP
+	tls *tls.Config
+	v   *verifier.Verifier
+	dir *directory
+	// proxy, when set, is proxy mode: binds, searches and compares go
+	// to the upstream directory.
+	proxy *proxy
+	log   *slog.Logger
+	lns   []listener
+	live  atomic.Int64
 
 	mu     sync.Mutex
 	conns  map[*conn]struct{}
@@ -53,9 +56,6 @@ func New(o Options) (*Server, error) {
 	if o.Verifier == nil || o.Store == nil {
 		return nil, errors.New("ldap: a verifier and a store are required")
 	}
-	if o.Config.Upstream != nil {
-		return nil, errors.New("ldap.upstream: proxy mode to an upstream directory is not available in this build; remove ldap.upstream to serve the local directory")
-	}
 	if o.Config.LDAPSListen != "" && o.TLS == nil {
 		return nil, errors.New("ldap.ldaps_listen needs tls.cert_file and tls.key_file")
 	}
@@ -69,8 +69,14 @@ func New(o Options) (*Server, error) {
 	if o.Config.MaxConns < 1 {
 		o.Config.MaxConns = 1
 	}
-	return &Server{cfg: o.Config, tls: o.TLS, v: o.Verifier, dir: dir, log: o.Log.With("service", "ldap"),
-		conns: map[*conn]struct{}{}}, nil
+	s := &Server{cfg: o.Config, tls: o.TLS, v: o.Verifier, dir: dir, log: o.Log.With("service", "ldap"),
+		conns: map[*conn]struct{}{}}
+	if o.Config.Upstream != nil {
+		if s.proxy, err = newProxy(o.Config.Upstream, s.log); err != nil {
+			return nil, err
+		}
+	}
+	return s, nil
 }
 
 // Listen opens the plain (StartTLS-capable) and, when configured, the

@@ -36,6 +36,9 @@ type message struct {
 	id  int64
 	op  ber.Tag // application tag of the protocol op
 	req any     // *bindRequest, *searchRequest, ...
+	// controls are the request's controls, decoded by go-ldap; only proxy
+	// mode passes them on.
+	controls []goldap.Control
 }
 
 type bindRequest struct {
@@ -48,6 +51,7 @@ type bindRequest struct {
 type searchRequest struct {
 	base         string
 	scope        int64
+	deref        int64
 	sizeLimit    int64
 	timeLimit    int64
 	typesOnly    bool
@@ -138,6 +142,19 @@ func decode(p *ber.Packet) (*message, error) {
 		return nil, fmt.Errorf("%w: protocol op is not an application tag", errMalformed)
 	}
 	m := &message{id: id, op: op.Tag}
+	if len(p.Children) > 2 {
+		c := p.Children[2]
+		if c.ClassType != ber.ClassContext || c.Tag != 0 {
+			return nil, fmt.Errorf("%w: bad controls", errMalformed)
+		}
+		for _, cp := range c.Children {
+			ctl, err := goldap.DecodeControl(cp)
+			if err != nil {
+				return nil, fmt.Errorf("%w: control: %v", errMalformed, err)
+			}
+			m.controls = append(m.controls, ctl)
+		}
+	}
 	var err error
 	switch op.Tag {
 	case goldap.ApplicationBindRequest:
@@ -197,6 +214,7 @@ func decodeSearch(op *ber.Packet) (*searchRequest, error) {
 	s := &searchRequest{base: stringValue(c[0]), filter: c[6]}
 	var ok1, ok2, ok3 bool
 	s.scope, ok1 = intValue(c[1])
+	s.deref, _ = intValue(c[2])
 	s.sizeLimit, ok2 = intValue(c[3])
 	s.timeLimit, ok3 = intValue(c[4])
 	tb, ok4 := c[5].Value.(bool)
@@ -270,12 +288,59 @@ func appendResult(op *ber.Packet, r result) {
 	op.AppendChild(ber.NewString(ber.ClassUniversal, ber.TypePrimitive, ber.TagOctetString, r.diagnostic, "diagnosticMessage"))
 }
 
-// encodeResult is a response of type tag carrying only an LDAPResult.
-func encodeResult(id int64, tag ber.Tag, r result) []byte {
+// encodeResult is a response of type tag carrying only an LDAPResult,
+// and the response controls, if any.
+func encodeResult(id int64, tag ber.Tag, r result, controls ...goldap.Control) []byte {
 	p := envelope(id)
 	op := ber.Encode(ber.ClassApplication, ber.TypeConstructed, tag, nil, "response")
 	appendResult(op, r)
 	p.AppendChild(op)
+	appendControls(p, controls)
+	return p.Bytes()
+}
+
+func appendControls(p *ber.Packet, controls []goldap.Control) {
+	if len(controls) == 0 {
+		return
+	}
+	cp := ber.Encode(ber.ClassContext, ber.TypeConstructed, 0, nil, "Controls")
+	for _, c := range controls {
+		cp.AppendChild(c.Encode())
+	}
+	p.AppendChild(cp)
+}
+
+// encodeReference is a SearchResultReference.
+func encodeReference(id int64, uris ...string) []byte {
+	p := envelope(id)
+	op := ber.Encode(ber.ClassApplication, ber.TypeConstructed, goldap.ApplicationSearchResultReference, nil, "Search Result Reference")
+	for _, u := range uris {
+		op.AppendChild(ber.NewString(ber.ClassUniversal, ber.TypePrimitive, ber.TagOctetString, u, "URI"))
+	}
+	p.AppendChild(op)
+	return p.Bytes()
+}
+
+// encodeUpstreamEntry is a SearchResultEntry relayed from the upstream
+// directory, values as bytes so that binary attributes pass unchanged.
+func encodeUpstreamEntry(id int64, e *goldap.Entry, controls []goldap.Control) []byte {
+	p := envelope(id)
+	op := ber.Encode(ber.ClassApplication, ber.TypeConstructed, goldap.ApplicationSearchResultEntry, nil, "Search Result Entry")
+	op.AppendChild(ber.NewString(ber.ClassUniversal, ber.TypePrimitive, ber.TagOctetString, e.DN, "objectName"))
+	list := ber.Encode(ber.ClassUniversal, ber.TypeConstructed, ber.TagSequence, nil, "attributes")
+	for _, a := range e.Attributes {
+		pa := ber.Encode(ber.ClassUniversal, ber.TypeConstructed, ber.TagSequence, nil, "attribute")
+		pa.AppendChild(ber.NewString(ber.ClassUniversal, ber.TypePrimitive, ber.TagOctetString, a.Name, "type"))
+		set := ber.Encode(ber.ClassUniversal, ber.TypeConstructed, ber.TagSet, nil, "vals")
+		for _, v := range a.ByteValues {
+			set.AppendChild(ber.NewString(ber.ClassUniversal, ber.TypePrimitive, ber.TagOctetString, string(v), "value"))
+		}
+		pa.AppendChild(set)
+		list.AppendChild(pa)
+	}
+	op.AppendChild(list)
+	p.AppendChild(op)
+	appendControls(p, controls)
 	return p.Bytes()
 }
 
