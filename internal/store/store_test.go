@@ -243,3 +243,33 @@ func TestNoSecretInClear(t *testing.T) {
 		}
 	}
 }
+
+func TestImport(t *testing.T) {
+	st := openTest(t, t.TempDir())
+	ctx := context.Background()
+	err := st.Import(ctx, []Imported{
+		{NewUser: NewUser{Name: "ann", PasswordHash: "{SSHA}x", Groups: []string{"staff"}}, TOTPSecret: "JBSWY3DPEHPK3PXP"},
+		{NewUser: NewUser{Name: "ben", PasswordHash: "{SSHA}y"}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, auths, err := st.Account(ctx, "ann")
+	if err != nil || u.TwoStep != TwoStepActive || len(auths) != 1 || auths[0].Secret != "JBSWY3DPEHPK3PXP" {
+		t.Fatalf("ann = %+v, %+v, %v", u, auths, err)
+	}
+	if u, _ := st.User(ctx, "ann"); u == nil || len(u.Groups) != 1 || u.Groups[0] != "staff" {
+		t.Fatalf("ann's groups = %+v", u)
+	}
+	if u, _ := st.User(ctx, "ben"); u == nil || u.TwoStep != TwoStepNone {
+		t.Fatalf("ben = %+v", u)
+	}
+	// All or nothing: a duplicate name rolls the whole import back.
+	err = st.Import(ctx, []Imported{{NewUser: NewUser{Name: "cid", PasswordHash: "h"}}, {NewUser: NewUser{Name: "ann", PasswordHash: "h"}}})
+	if !errors.Is(err, ErrExists) {
+		t.Fatalf("duplicate import: %v", err)
+	}
+	if _, err := st.User(ctx, "cid"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("cid after a failed import: %v", err)
+	}
+}
