@@ -107,7 +107,9 @@ func Run(ctx context.Context, o Options, newWorker func(i int) (Worker, error)) 
 				}
 				t0 := time.Now()
 				err := w.Op(n)
-				d := time.Since(t0)
+				// Every operation's latency counts: a refusal takes time
+				// too, and failure measurements are about that.
+				mine = append(mine, time.Since(t0))
 				if err != nil {
 					failed++
 					if firstErr == nil {
@@ -116,7 +118,6 @@ func Run(ctx context.Context, o Options, newWorker func(i int) (Worker, error)) 
 					continue
 				}
 				ok++
-				mine = append(mine, d)
 			}
 			mu.Lock()
 			lat = append(lat, mine...)

@@ -39,11 +39,12 @@ type stepRequest struct {
 }
 
 type stepCommitter struct {
-	db   *sql.DB
-	in   chan *stepRequest
-	quit chan struct{}
-	wg   sync.WaitGroup
-	once sync.Once
+	db     *sql.DB
+	update *sql.Stmt // used only by run's goroutine
+	in     chan *stepRequest
+	quit   chan struct{}
+	wg     sync.WaitGroup
+	once   sync.Once
 }
 
 // maxBatch bounds one group commit.
@@ -59,6 +60,9 @@ func newStepCommitter(db *sql.DB) *stepCommitter {
 func (c *stepCommitter) close() {
 	c.once.Do(func() { close(c.quit) })
 	c.wg.Wait()
+	if c.update != nil {
+		c.update.Close()
+	}
 }
 
 func (c *stepCommitter) run() {
@@ -105,11 +109,16 @@ func (c *stepCommitter) commit(batch []*stepRequest) {
 		if err != nil {
 			return err
 		}
-		stmt, err := tx.Prepare(`UPDATE authenticators SET last_step = ? WHERE id = ? AND last_step < ?`)
-		if err != nil {
-			tx.Rollback()
-			return err
+		if c.update == nil {
+			// Prepared once for the committer's life: parsing the
+			// statement (and compiling its trigger) per batch costs
+			// more than running it.
+			if c.update, err = c.db.Prepare(`UPDATE authenticators SET last_step = ? WHERE id = ? AND last_step < ?`); err != nil {
+				tx.Rollback()
+				return err
+			}
 		}
+		stmt := tx.Stmt(c.update)
 		for i, r := range batch {
 			res, err := stmt.Exec(r.step, r.id, r.step)
 			if err != nil {

@@ -318,6 +318,10 @@ func openDB(path string) (*sql.DB, error) {
 		return nil, err
 	}
 	db.SetMaxOpenConns(8)
+	// Keep them all: a connection closed for being idle one too many
+	// costs a reopen and a re-prepare of every statement on the next
+	// burst of sign-ins (database/sql keeps only 2 by default).
+	db.SetMaxIdleConns(8)
 	db.SetConnMaxIdleTime(5 * time.Minute)
 	return db, nil
 }

@@ -81,6 +81,27 @@ type directory struct {
 // tree is one immutable snapshot of the directory.
 type tree struct {
 	entries []*entry // parents before children
+	byDN    map[string]*entry
+}
+
+// dnKey is a DN in the form find looks entries up by: types and values
+// without regard to case, stepgate's own RDNs being single-valued.
+func dnKey(dn *goldap.DN) string {
+	var b strings.Builder
+	for i, r := range dn.RDNs {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		for j, a := range r.Attributes {
+			if j > 0 {
+				b.WriteByte('+')
+			}
+			b.WriteString(strings.ToLower(a.Type))
+			b.WriteByte('=')
+			b.WriteString(strings.ToLower(a.Value))
+		}
+	}
+	return b.String()
 }
 
 func newDirectory(st *store.Store, baseDN string) (*directory, error) {
@@ -137,7 +158,7 @@ func (d *directory) build(ctx context.Context) (*tree, error) {
 	if err != nil {
 		return nil, fmt.Errorf("ldap directory: %w", err)
 	}
-	t := &tree{}
+	t := &tree{byDN: map[string]*entry{}}
 	add := func(dn string, attrs []attribute, created, updated time.Time, structural string) {
 		parsed, err := goldap.ParseDN(dn)
 		if err != nil {
@@ -148,7 +169,9 @@ func (d *directory) build(ctx context.Context) (*tree, error) {
 			ops = append(ops, attribute{"createTimestamp", []string{created.UTC().Format("20060102150405Z")}},
 				attribute{"modifyTimestamp", []string{updated.UTC().Format("20060102150405Z")}})
 		}
-		t.entries = append(t.entries, &entry{dn: dn, parsed: parsed, attrs: attrs, ops: ops})
+		e := &entry{dn: dn, parsed: parsed, attrs: attrs, ops: ops}
+		t.entries = append(t.entries, e)
+		t.byDN[dnKey(parsed)] = e
 	}
 	first := d.base.RDNs[0].Attributes[0]
 	baseAttrs := []attribute{{"objectClass", []string{"top", "dcObject", "organization"}}}
@@ -221,14 +244,7 @@ func (d *directory) build(ctx context.Context) (*tree, error) {
 }
 
 // find returns the entry named dn, or nil.
-func (t *tree) find(dn *goldap.DN) *entry {
-	for _, e := range t.entries {
-		if e.parsed.EqualFold(dn) {
-			return e
-		}
-	}
-	return nil
-}
+func (t *tree) find(dn *goldap.DN) *entry { return t.byDN[dnKey(dn)] }
 
 // inScope reports whether e is within scope of base.
 func inScope(e *entry, base *goldap.DN, scope int64) bool {

@@ -1,0 +1,198 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"testing"
+	"time"
+
+	goimap "github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapclient"
+
+	"github.com/stepgate/stepgate/internal/config"
+	"github.com/stepgate/stepgate/internal/loadgen"
+	"github.com/stepgate/stepgate/internal/testenv/dovecot"
+	"github.com/stepgate/stepgate/internal/verifier"
+	"github.com/stepgate/stepgate/internal/verifier/verifiertest"
+	"github.com/stepgate/stepgate/protocols/imap"
+)
+
+// imapBench is stepgate's IMAP front end in front of a real Dovecot, and
+// the same Dovecot reached directly.
+type imapBench struct {
+	p      profile
+	dc     *dovecot.Server
+	addr   string
+	stored string
+	total  int // bytes in the mailbox
+}
+
+func newIMAPBench(t *testing.T, p profile) *imapBench {
+	t.Helper()
+	dc := dovecot.Start(t, dovecot.Options{Users: map[string]string{"alice": "classmate"}})
+	env := verifiertest.New(t, verifiertest.Options{Configure: func(c *verifier.Config) {
+		c.Audit = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}})
+	alice := env.AddEnrolled(t, "alice", "x")
+	cfg := config.Default().IMAP
+	cfg.Listen = "127.0.0.1:0"
+	srv, err := imap.New(imap.Options{Config: cfg, Upstream: imap.Upstream{Addr: dc.Addr(), TLS: "none"}, Verifier: env.Verifier})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { srv.Serve(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	b := &imapBench{p: p, dc: dc, addr: srv.Addr(), stored: "classmate" + alice.Code(t)}
+	// Messages from 1 KiB to 1 MiB, spread evenly on a log scale.
+	for i := 0; i < p.messages; i++ {
+		size := int(1024 * math.Pow(1024, float64(i)/float64(max(1, p.messages-1))))
+		m := dovecot.Message(i, size)
+		b.total += len(m)
+		dc.Deliver("alice", m)
+	}
+	return b
+}
+
+func (b *imapBench) login(addr, secret string) func(int) (loadgen.Worker, error) {
+	return func(int) (loadgen.Worker, error) {
+		return loadgen.Worker{Op: func(int) error {
+			c, err := imapclient.DialInsecure(addr, nil)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			if err := c.Login("alice", secret).Wait(); err != nil {
+				return err
+			}
+			return c.Logout().Wait()
+		}}, nil
+	}
+}
+
+func (b *imapBench) measurements() []measurement {
+	run := func(conns int, w func(int) (loadgen.Worker, error)) (loadgen.Result, error) {
+		return loadgen.Run(context.Background(), loadgen.Options{Conns: conns, Duration: b.p.duration}, w)
+	}
+	return []measurement{{
+		id: "imap-login", title: "IMAP: connect, log in, log out (stored string)", unit: "logins/s",
+		stepgate: side{name: "via stepgate", run: func(t *testing.T, conns, rep int) (loadgen.Result, error) {
+			return run(conns, b.login(b.addr, b.stored))
+		}},
+		ref: side{name: "Dovecot direct", run: func(t *testing.T, conns, rep int) (loadgen.Result, error) {
+			return run(conns, b.login(b.dc.Addr(), "classmate"))
+		}},
+	}}
+}
+
+// fetchOnce reads every message body of the mailbox and returns MB/s.
+func (b *imapBench) fetchOnce(addr, secret string) (float64, error) {
+	c, err := imapclient.DialInsecure(addr, nil)
+	if err != nil {
+		return 0, err
+	}
+	defer c.Close()
+	if err := c.Login("alice", secret).Wait(); err != nil {
+		return 0, err
+	}
+	if _, err := c.Select("INBOX", &goimap.SelectOptions{ReadOnly: true}).Wait(); err != nil {
+		return 0, err
+	}
+	var all goimap.SeqSet
+	all.AddRange(1, uint32(b.p.messages))
+	start := time.Now()
+	cmd := c.Fetch(all, &goimap.FetchOptions{BodySection: []*goimap.FetchItemBodySection{{Peek: true}}})
+	got := 0
+	for msg := cmd.Next(); msg != nil; msg = cmd.Next() {
+		for item := msg.Next(); item != nil; item = msg.Next() {
+			if body, ok := item.(imapclient.FetchItemDataBodySection); ok {
+				n, _ := io.Copy(io.Discard, body.Literal)
+				got += int(n)
+			}
+		}
+	}
+	if err := cmd.Close(); err != nil {
+		return 0, err
+	}
+	if got != b.total {
+		return 0, fmt.Errorf("fetched %d bytes, want %d", got, b.total)
+	}
+	return float64(got) / 1e6 / time.Since(start).Seconds(), nil
+}
+
+func (b *imapBench) fetch(t *testing.T, p profile) []string {
+	var sg, dv []float64
+	for rep := 0; rep < max(3, p.reps); rep++ {
+		for _, x := range []struct {
+			addr, secret string
+			out          *[]float64
+		}{{b.addr, b.stored, &sg}, {b.dc.Addr(), "classmate", &dv}} {
+			v, err := b.fetchOnce(x.addr, x.secret)
+			if err != nil {
+				t.Errorf("FETCH: %v", err)
+				continue
+			}
+			*x.out = append(*x.out, v)
+		}
+	}
+	ratio := 0.0
+	if median(dv) > 0 {
+		ratio = median(sg) / median(dv)
+	}
+	return []string{fmt.Sprintf("IMAP FETCH of a %d-message mailbox (1 KiB to 1 MiB, %.0f MB): via stepgate %.0f MB/s, Dovecot direct %.0f MB/s, ratio %.2f (medians of %d)",
+		p.messages, float64(b.total)/1e6, median(sg), median(dv), ratio, len(sg))}
+}
+
+// idle measures how long a message delivered upstream takes to reach a
+// client in IDLE through stepgate.
+func (b *imapBench) idle(t *testing.T, p profile) []string {
+	arrived := make(chan struct{}, 16)
+	c, err := imapclient.DialInsecure(b.addr, &imapclient.Options{UnilateralDataHandler: &imapclient.UnilateralDataHandler{
+		Mailbox: func(d *imapclient.UnilateralDataMailbox) {
+			if d.NumMessages != nil {
+				arrived <- struct{}{}
+			}
+		}}})
+	if err != nil {
+		t.Errorf("IDLE: %v", err)
+		return nil
+	}
+	defer c.Close()
+	if err := c.Login("alice", b.stored).Wait(); err != nil {
+		t.Errorf("IDLE: %v", err)
+		return nil
+	}
+	if _, err := c.Select("INBOX", nil).Wait(); err != nil {
+		t.Errorf("IDLE: %v", err)
+		return nil
+	}
+	var lat []float64
+	for i := 0; i < 5; i++ {
+		idle, err := c.Idle()
+		if err != nil {
+			t.Errorf("IDLE: %v", err)
+			return nil
+		}
+		time.Sleep(100 * time.Millisecond) // let IDLE settle upstream
+		start := time.Now()
+		b.dc.Deliver("alice", dovecot.Message(100000+i, 500))
+		select {
+		case <-arrived:
+			lat = append(lat, float64(time.Since(start).Milliseconds()))
+		case <-time.After(10 * time.Second):
+			t.Errorf("IDLE: a delivered message did not arrive within 10 s")
+		}
+		idle.Close()
+		idle.Wait()
+	}
+	m := median(lat)
+	return []string{fmt.Sprintf("IMAP IDLE through stepgate: a message delivered upstream arrived after %.0f ms (median of %d; target within 1 s: %s)",
+		m, len(lat), met(len(lat) > 0 && m <= 1000))}
+}

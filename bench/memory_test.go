@@ -1,0 +1,103 @@
+package bench
+
+import (
+	"bytes"
+	"fmt"
+	"net"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stepgate/stepgate/internal/session"
+)
+
+// rss is this process's resident set size in bytes.
+func rss() int64 {
+	b, err := os.ReadFile("/proc/self/statm")
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 2 {
+		return 0
+	}
+	pages, _ := strconv.ParseInt(f[1], 10, 64)
+	return pages * int64(os.Getpagesize())
+}
+
+func heap() uint64 {
+	runtime.GC()
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return m.HeapAlloc
+}
+
+func raiseFileLimit(t *testing.T) {
+	var l syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &l); err != nil {
+		return
+	}
+	l.Cur = l.Max
+	syscall.Setrlimit(syscall.RLIMIT_NOFILE, &l)
+}
+
+// memory measures heap and RSS per live session, and RSS per idle
+// connection to the LDAP front end.
+func memory(t *testing.T, p profile) []string {
+	var out []string
+	s, err := session.New(session.Config{HashKey: bytes.Repeat([]byte{7}, 32)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h0, r0 := heap(), rss()
+	for i := 0; i < p.sessions; i++ {
+		u := fmt.Sprintf("user%06d", i)
+		if _, err := s.Create(session.NewSession{User: u, Key: s.KeyFor(u, "classmate557831"), Protocol: "imap", Remote: "192.0.2.44"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h1, r1 := heap(), rss()
+	runtime.KeepAlive(s)
+	out = append(out, fmt.Sprintf("Memory per live session (%d sessions): heap %.0f B, RSS %.0f B (target under 2 KiB: %s)",
+		p.sessions, float64(h1-h0)/float64(p.sessions), float64(r1-r0)/float64(p.sessions), met(float64(h1-h0)/float64(p.sessions) < 2048)))
+
+	var l syscall.Rlimit
+	syscall.Getrlimit(syscall.RLIMIT_NOFILE, &l)
+	n := p.idle
+	if need := uint64(2*n + 256); l.Cur < need {
+		n = int(l.Cur-256) / 2
+		skippedParts = append(skippedParts, fmt.Sprintf("idle connections: the open-file limit (%d) allows %d, not %d", l.Cur, n, p.idle))
+	}
+	sg := startStepgate(t, nil, nil, nil, nil)
+	base := rss()
+	conns := make([]net.Conn, 0, n)
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	for i := 0; i < n; i++ {
+		c, err := net.Dial("tcp", sg.addr)
+		if err != nil {
+			skippedParts = append(skippedParts, fmt.Sprintf("idle connections: stopped at %d: %v", i, err))
+			break
+		}
+		conns = append(conns, c)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for sg.srv.Conns() < len(conns) && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	runtime.GC()
+	after := rss()
+	if len(conns) > 0 {
+		out = append(out, fmt.Sprintf("RSS with %d idle LDAP connections: +%.1f MiB (%.1f KiB per connection, client sockets in the same process included)",
+			len(conns), float64(after-base)/(1<<20), float64(after-base)/1024/float64(len(conns))))
+	}
+	return out
+}
