@@ -6,7 +6,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X github.com/stepgate/stepgate/internal/cli.Version=$(VERSION)
 FUZZTIME ?= 30s
 
-.PHONY: all build run test bench bench-smoke lint fuzz clean
+.PHONY: all build run test bench bench-go bench-smoke lint fuzz clean
 
 all: build
 
@@ -22,12 +22,20 @@ run: build
 test:
 	$(GO) test -race -count=1 ./...
 
-# Go benchmarks of the core and the front ends (see README, Performance).
+# stepgate side by side with slapd, slapd+otp and Dovecot (README,
+# Performance): prints the table and writes it, its JSON and the plots to
+# bench/results/. A few minutes.
 bench:
+	STEPGATE_BENCH=full $(GO) test -run '^TestBench$$' -count=1 -v -timeout 30m ./bench -args -bench-out $(CURDIR)/bench/results
+
+# Go micro-benchmarks of the core and the front ends.
+bench-go:
 	$(GO) test -run '^$$' -bench . -benchmem -count 3 ./...
 
-# A few seconds of every benchmark, so the harness cannot rot (CI runs it).
+# The harness with tiny counts and every Go benchmark once, so neither
+# can rot (CI runs it).
 bench-smoke:
+	STEPGATE_BENCH=smoke $(GO) test -run '^TestBench$$' -count=1 -v -timeout 10m ./bench -args -bench-out $(CURDIR)/bench/results-smoke
 	$(GO) test -run '^$$' -bench . -benchtime 1x ./...
 
 lint:
