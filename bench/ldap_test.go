@@ -85,10 +85,12 @@ type stepgate struct {
 	addr string
 }
 
-func startStepgate(t *testing.T, us []benchUser, hash func(benchUser) string, limits *session.Limits, mod func(*config.LDAP)) *stepgate {
+// startStepgate starts one; clock nil is the real clock (needed where
+// failure counters must age, as they do in production).
+func startStepgate(t *testing.T, us []benchUser, hash func(benchUser) string, limits *session.Limits, mod func(*config.LDAP), clock *verifiertest.Clock) *stepgate {
 	t.Helper()
 	env := verifiertest.New(t, verifiertest.Options{
-		Clock: verifiertest.NewClock(time.Now()),
+		Clock: clock,
 		Configure: func(c *verifier.Config) {
 			c.Audit = slog.New(slog.NewTextHandler(io.Discard, nil))
 		},
@@ -167,7 +169,7 @@ func newLDAPBench(t *testing.T, p profile) *ldapBench {
 	t.Logf("starting slapd (plain and otp) and stepgate with %d accounts each", p.users)
 	b.plain = slapd.Start(t, slapd.Options{LDIF: slapdLDIF(b.users, false)})
 	b.otp = slapd.Start(t, slapd.Options{OTP: true, LDIF: slapdLDIF(b.users, true)})
-	b.sg = startStepgate(t, b.users, func(u benchUser) string { return u.ssha }, nil, nil)
+	b.sg = startStepgate(t, b.users, func(u benchUser) string { return u.ssha }, nil, nil, verifiertest.NewClock(time.Now()))
 	// Sessions for the legacy clients: one stored string per connection.
 	now := b.sg.env.Clock.Now()
 	for i := 0; i < 64 && i < len(b.users); i++ {
@@ -253,8 +255,8 @@ func (b *ldapBench) measurements() []measurement {
 func (b *ldapBench) failureMeasurements(t *testing.T) []measurement {
 	few := b.users[:min(len(b.users), 200)]
 	open := startStepgate(t, few, func(u benchUser) string { return u.ssha },
-		&session.Limits{MaxFailures: 1 << 30, Window: time.Nanosecond, Lockout: time.Nanosecond, MaxLockout: time.Nanosecond}, nil)
-	locked := startStepgate(t, few[:1], func(u benchUser) string { return u.ssha }, nil, nil)
+		&session.Limits{MaxFailures: 1 << 30, Window: time.Nanosecond, Lockout: time.Nanosecond, MaxLockout: time.Nanosecond}, nil, nil)
+	locked := startStepgate(t, few[:1], func(u benchUser) string { return u.ssha }, nil, nil, nil)
 	otpWrong := side{name: "slapd+otp wrong code", run: func(t *testing.T, conns, rep int) (loadgen.Result, error) {
 		return invert(b.run(conns, 0, bindWorkers(b.otp.URL(), func(w, n int) (string, string) {
 			u := b.users[len(b.users)-1-(n%64)] // accounts the other runs do not use
@@ -349,7 +351,7 @@ func (b *ldapBench) proxyMeasurements(t *testing.T) ([]measurement, bool) {
 	users := b.users
 	px := startStepgate(t, users[:min(len(users), 64)], func(u benchUser) string { return u.ssha }, nil, func(c *config.LDAP) {
 		c.Upstream = &config.LDAPUpstream{URLs: []string{b.plain.URL()}, Timeout: config.Duration(10 * time.Second)}
-	})
+	}, verifiertest.NewClock(time.Now()))
 	now := px.env.Clock.Now()
 	stored := make([]string, min(len(users), 64))
 	for i := range stored {
@@ -376,7 +378,7 @@ func (b *ldapBench) proxyMeasurements(t *testing.T) ([]measurement, bool) {
 			}
 			return loadgen.Worker{Op: func(int) error {
 				res, err := c.Search(goldap.NewSearchRequest("ou=people,"+base, goldap.ScopeSingleLevel, goldap.NeverDerefAliases,
-					size, 0, false, "(objectClass=inetOrgPerson)", []string{"uid"}, nil))
+					size, 0, false, "(uid=u000*)", []string{"uid"}, nil))
 				if err == nil && len(res.Entries) != size {
 					err = fmt.Errorf("%d entries, want %d", len(res.Entries), size)
 				}

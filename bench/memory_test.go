@@ -73,7 +73,7 @@ func memory(t *testing.T, p profile) []string {
 		n = int(l.Cur-256) / 2
 		skippedParts = append(skippedParts, fmt.Sprintf("idle connections: the open-file limit (%d) allows %d, not %d", l.Cur, n, p.idle))
 	}
-	sg := startStepgate(t, nil, nil, nil, nil)
+	sg := startStepgate(t, nil, nil, nil, nil, nil)
 	base := rss()
 	conns := make([]net.Conn, 0, n)
 	defer func() {

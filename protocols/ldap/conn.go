@@ -218,9 +218,18 @@ func (c *conn) loopback() bool {
 }
 
 func (c *conn) bind(ctx context.Context, b *bindRequest) result {
-	// Any bind starts from anonymous (RFC 4511 4.2.1).
+	// Any bind starts from anonymous (RFC 4511 4.2.1). In proxy mode the
+	// upstream connection is kept aside, unusable by the client, for the
+	// upstream bind of this attempt to reuse; it is closed unless that
+	// bind takes it.
 	c.stopWatch()
-	c.dropUpstream()
+	prev := c.up
+	c.up = nil
+	defer func() {
+		if prev != nil {
+			prev.Close()
+		}
+	}()
 	c.boundDN, c.boundUser, c.service = "", "", false
 	if b.version != 3 {
 		return result{code: resultProtocolError, diagnostic: "only LDAPv3 is supported"}
@@ -235,7 +244,7 @@ func (c *conn) bind(ctx context.Context, b *bindRequest) result {
 		return result{code: resultConfidentialityRequired, diagnostic: "use StartTLS or ldaps:// to send a password"}
 	}
 	if c.s.proxy != nil {
-		return c.proxyBind(ctx, b)
+		return c.proxyBind(ctx, b, &prev)
 	}
 	user := c.s.bindUser(b.name)
 	d := c.s.v.Verify(ctx, verifier.Attempt{Protocol: "ldap", User: user, Secret: b.password, Remote: c.remote, TLS: c.tls})

@@ -169,20 +169,19 @@ func (c *conn) dropUpstream() {
 // they are; everyone else signs in through the verifier, whose password
 // check is the upstream bind on this connection's own upstream
 // connection, made only once the code is known to be right.
-func (c *conn) proxyBind(ctx context.Context, b *bindRequest) result {
-	c.dropUpstream()
+func (c *conn) proxyBind(ctx context.Context, b *bindRequest, prev **goldap.Conn) result {
 	p := c.s.proxy
 	if dn, err := goldap.ParseDN(b.name); err == nil && len(dn.RDNs) > 0 && p.isPassthrough(dn) {
-		up, err := p.dial(ctx)
-		if err != nil {
-			c.s.log.Warn("upstream directory unavailable", "err", err)
+		chk := &upstreamBind{c: c, dn: b.name, reuse: *prev}
+		*prev = nil
+		switch err := chk.CheckPassword(ctx, "", b.password); {
+		case err == nil:
+		case errors.Is(err, verifier.ErrUnavailable):
 			return result{code: resultUnavailable, diagnostic: "the directory is unavailable, try again later"}
+		default:
+			return result{code: resultInvalidCredentials}
 		}
-		if err := up.Bind(b.name, b.password); err != nil {
-			up.Close()
-			return upstreamError(err)
-		}
-		c.up, c.boundDN, c.boundUser, c.service = up, b.name, "", true
+		c.up, c.boundDN, c.boundUser, c.service = chk.up, b.name, "", true
 		return result{code: resultSuccess}
 	}
 	user, dn, err := c.resolveUpstream(ctx, b.name)
@@ -190,7 +189,9 @@ func (c *conn) proxyBind(ctx context.Context, b *bindRequest) result {
 		c.s.log.Warn("upstream directory unavailable", "err", err)
 		return result{code: resultUnavailable, diagnostic: "the directory is unavailable, try again later"}
 	}
-	chk := &upstreamBind{c: c, dn: dn}
+	chk := &upstreamBind{c: c, dn: dn, reuse: *prev}
+	*prev = nil
+	defer chk.dropReuse()
 	d := c.s.v.Verify(ctx, verifier.Attempt{Protocol: "ldap", User: user, Secret: b.password, Remote: c.remote, TLS: c.tls, Password: chk})
 	switch {
 	case d.Allowed() && chk.up != nil:
@@ -288,13 +289,36 @@ type upstreamBind struct {
 	c  *conn
 	dn string
 	up *goldap.Conn
+	// reuse is the client's previous upstream connection: a client that
+	// binds again and again on one connection (the legacy reconnect)
+	// costs one upstream bind each time, not a new upstream connection.
+	reuse *goldap.Conn
 }
 
 // CheckPassword binds upstream as the user's DN with password.
 func (u *upstreamBind) CheckPassword(ctx context.Context, _ string, password string) error {
 	u.drop()
 	if u.dn == "" || password == "" {
+		u.dropReuse()
 		return verifier.ErrBadPassword
+	}
+	up := u.reuse
+	u.reuse = nil
+	if up != nil && up.IsClosing() {
+		up.Close()
+		up = nil
+	}
+	if up != nil {
+		err := up.Bind(u.dn, password)
+		if err == nil {
+			u.up = up
+			return nil
+		}
+		up.Close()
+		if !networkFailure(err) {
+			return verifier.ErrBadPassword
+		}
+		// The old connection died: try a fresh one.
 	}
 	up, err := u.c.s.proxy.dial(ctx)
 	if err != nil {
@@ -317,6 +341,13 @@ func (u *upstreamBind) drop() {
 	if u.up != nil {
 		u.up.Close()
 		u.up = nil
+	}
+}
+
+func (u *upstreamBind) dropReuse() {
+	if u.reuse != nil {
+		u.reuse.Close()
+		u.reuse = nil
 	}
 }
 

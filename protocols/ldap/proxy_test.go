@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	goldap "github.com/go-ldap/ldap/v3"
+
 	"github.com/stepgate/stepgate/internal/config"
 	"github.com/stepgate/stepgate/internal/testenv/slapd"
 )
@@ -110,5 +112,43 @@ func TestProxySearchEqualsDirect(t *testing.T) {
 	}
 	if rc, _ := run(t, nil, "ldapsearch", "-x", "-H", p.url(), "-b", base, "(uid=alice)"); rc != 50 {
 		t.Errorf("anonymous search through the proxy: exit %d, want 50", rc)
+	}
+}
+
+// TestProxyRebindOnOneConnection: a client that binds again and again on
+// one connection reuses its upstream connection, and a failed rebind
+// leaves nothing bound.
+func TestProxyRebindOnOneConnection(t *testing.T) {
+	p := newProxyRig(t)
+	alice := p.AddEnrolled(t, "alice", "x")
+	dn := "uid=alice,ou=people," + base
+	stored := "slapd-pass" + alice.Code(t)
+	c, err := goldap.DialURL(p.url())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for i := 0; i < 3; i++ {
+		if err := c.Bind(dn, stored); err != nil {
+			t.Fatalf("bind %d: %v", i, err)
+		}
+	}
+	connects := strings.Count(p.sd.Log(), "ACCEPT from")
+	for i := 0; i < 3; i++ {
+		if err := c.Bind(dn, stored); err != nil {
+			t.Fatalf("bind %d: %v", i, err)
+		}
+	}
+	if n := strings.Count(p.sd.Log(), "ACCEPT from") - connects; n != 0 {
+		t.Errorf("three rebinds opened %d new upstream connections, want 0", n)
+	}
+	if err := c.Bind(dn, "wrong-pass"+alice.Code(t)); !goldap.IsErrorWithCode(err, 49) {
+		t.Fatalf("rebind with a wrong password: %v", err)
+	}
+	if res, err := c.WhoAmI(nil); err != nil || res.AuthzID != "" {
+		t.Fatalf("after a failed rebind: whoami %+v, %v; want anonymous", res, err)
+	}
+	if _, err := c.Search(goldap.NewSearchRequest(base, goldap.ScopeWholeSubtree, 0, 0, 0, false, "(uid=alice)", nil, nil)); !goldap.IsErrorWithCode(err, 50) {
+		t.Fatalf("search after a failed rebind: %v, want insufficientAccessRights", err)
 	}
 }
