@@ -7,13 +7,11 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net"
-	"sync"
-	"sync/atomic"
 
 	"github.com/stepgate/stepgate/internal/config"
+	"github.com/stepgate/stepgate/internal/listener"
 	"github.com/stepgate/stepgate/internal/verifier"
 )
 
@@ -30,22 +28,12 @@ type Options struct {
 
 // Server is the IMAP front end.
 type Server struct {
-	cfg  config.IMAP
-	tls  *tls.Config
-	v    *verifier.Verifier
-	up   *upstream
-	log  *slog.Logger
-	lns  []listener
-	live atomic.Int64
-
-	mu     sync.Mutex
-	conns  map[*conn]struct{}
-	closed bool
-}
-
-type listener struct {
-	net.Listener
-	implicitTLS bool
+	cfg config.IMAP
+	tls *tls.Config
+	v   *verifier.Verifier
+	up  *upstream
+	log *slog.Logger
+	set *listener.Set
 }
 
 // New checks the options and builds a server; Listen opens its sockets.
@@ -63,31 +51,26 @@ func New(o Options) (*Server, error) {
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
-	if o.Config.MaxConns < 1 {
-		o.Config.MaxConns = 1
-	}
-	return &Server{cfg: o.Config, tls: o.TLS, v: o.Verifier, up: up, log: o.Log.With("service", "imap"),
-		conns: map[*conn]struct{}{}}, nil
+	return &Server{cfg: o.Config, tls: o.TLS, v: o.Verifier, up: up, log: o.Log.With("service", "imap")}, nil
 }
 
 // Listen opens the plain (STARTTLS-capable) and, when configured, the
 // imaps listeners.
 func (s *Server) Listen() error {
-	if s.cfg.Listen != "" && s.cfg.Listen != "off" {
-		l, err := net.Listen("tcp", s.cfg.Listen)
-		if err != nil {
-			return fmt.Errorf("imap.listen %s: %w", s.cfg.Listen, err)
-		}
-		s.lns = append(s.lns, listener{Listener: l})
+	set, err := listener.Listen(listener.Config{
+		Name: "imap", Plain: s.cfg.Listen, PlainKey: "imap.listen",
+		Implicit: s.cfg.IMAPSListen, ImplicitKey: "imap.imaps_listen", TLS: s.tls,
+		MaxConns: s.cfg.MaxConns, Log: s.log,
+		Refuse: func(nc net.Conn) {
+			nc.SetWriteDeadline(deadline(s.cfg.PreLoginTimeout.D()))
+			nc.Write([]byte("* BYE [UNAVAILABLE] Too many connections, try again later\r\n"))
+		},
+		Handle: func(ctx context.Context, c listener.Conn) { newConn(s, c.Raw, c.Net, c.ImplicitTLS).serve(ctx) },
+	})
+	if err != nil {
+		return err
 	}
-	if s.cfg.IMAPSListen != "" && s.cfg.IMAPSListen != "off" {
-		l, err := net.Listen("tcp", s.cfg.IMAPSListen)
-		if err != nil {
-			s.Close()
-			return fmt.Errorf("imap.imaps_listen %s: %w", s.cfg.IMAPSListen, err)
-		}
-		s.lns = append(s.lns, listener{Listener: l, implicitTLS: true})
-	}
+	s.set = set
 	return nil
 }
 
@@ -98,18 +81,16 @@ func (s *Server) Addr() string { return s.addr(false) }
 func (s *Server) IMAPSAddr() string { return s.addr(true) }
 
 func (s *Server) addr(implicit bool) string {
-	for _, l := range s.lns {
-		if l.implicitTLS == implicit {
-			return l.Addr().String()
-		}
+	if s.set == nil {
+		return ""
 	}
-	return ""
+	return s.set.Addr(implicit)
 }
 
 // Close closes the listeners of a server that will not Serve.
 func (s *Server) Close() error {
-	for _, l := range s.lns {
-		l.Close()
+	if s.set != nil {
+		s.set.Close()
 	}
 	return nil
 }
@@ -118,90 +99,21 @@ func (s *Server) Close() error {
 func (s *Server) Probe(ctx context.Context) error { return s.up.probe(ctx) }
 
 // Conns is the number of open client connections.
-func (s *Server) Conns() int { return int(s.live.Load()) }
+func (s *Server) Conns() int {
+	if s.set == nil {
+		return 0
+	}
+	return s.set.Conns()
+}
 
 // Serve accepts connections until ctx ends, then closes the listeners and
-// every connection (spliced ones too) and returns once they are done.
+// every connection (spliced ones too: their handlers close the upstream
+// side) and returns once they are done.
 func (s *Server) Serve(ctx context.Context) error {
-	if len(s.lns) == 0 {
+	if s.set == nil {
 		if err := s.Listen(); err != nil {
 			return err
 		}
 	}
-	var wg sync.WaitGroup
-	errc := make(chan error, len(s.lns))
-	for _, l := range s.lns {
-		s.log.Info("listening", "addr", l.Addr().String(), "tls", l.implicitTLS, "upstream", s.up.Addr)
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			errc <- s.accept(ctx, l, &wg)
-		}()
-	}
-	var err error
-	select {
-	case <-ctx.Done():
-	case err = <-errc:
-	}
-	s.mu.Lock()
-	s.closed = true
-	for c := range s.conns {
-		c.closeAll()
-	}
-	s.mu.Unlock()
-	s.Close()
-	wg.Wait()
-	return err
-}
-
-func (s *Server) accept(ctx context.Context, l listener, wg *sync.WaitGroup) error {
-	for {
-		nc, err := l.Accept()
-		if err != nil {
-			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
-				return nil
-			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				continue
-			}
-			return fmt.Errorf("imap accept: %w", err)
-		}
-		if tc, ok := nc.(*net.TCPConn); ok {
-			tc.SetKeepAlive(true)
-		}
-		if s.live.Add(1) > int64(s.cfg.MaxConns) {
-			s.live.Add(-1)
-			s.log.Warn("connection refused: too many connections", "remote", nc.RemoteAddr().String(), "max_conns", s.cfg.MaxConns)
-			if !l.implicitTLS {
-				nc.SetWriteDeadline(deadline(s.cfg.PreLoginTimeout.D()))
-				nc.Write([]byte("* BYE [UNAVAILABLE] Too many connections, try again later\r\n"))
-			}
-			nc.Close()
-			continue
-		}
-		raw := nc
-		if l.implicitTLS {
-			nc = tls.Server(nc, s.tls)
-		}
-		c := newConn(s, raw, nc, l.implicitTLS)
-		s.mu.Lock()
-		if s.closed {
-			s.mu.Unlock()
-			raw.Close()
-			s.live.Add(-1)
-			return nil
-		}
-		s.conns[c] = struct{}{}
-		s.mu.Unlock()
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			c.serve(ctx)
-			s.mu.Lock()
-			delete(s.conns, c)
-			s.mu.Unlock()
-			s.live.Add(-1)
-		}()
-	}
+	return s.set.Serve(ctx, "upstream", s.up.Addr)
 }

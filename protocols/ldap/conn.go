@@ -43,9 +43,7 @@ const (
 // the clients stepgate is for bind, maybe search, and leave.
 type conn struct {
 	s *Server
-	// raw is the accepted connection (what Serve closes at shutdown);
-	// nc is raw or the TLS layer over it.
-	raw    net.Conn
+	// nc is the accepted connection or the TLS layer over it.
 	nc     net.Conn
 	r      *bufio.Reader
 	remote string // address without the port
@@ -69,7 +67,7 @@ func newConn(s *Server, nc net.Conn, implicitTLS bool) *conn {
 	if err != nil {
 		host = nc.RemoteAddr().String()
 	}
-	return &conn{s: s, raw: nc, nc: nc, r: bufio.NewReaderSize(nc, 4096), remote: host, tls: implicitTLS}
+	return &conn{s: s, nc: nc, r: bufio.NewReaderSize(nc, 4096), remote: host, tls: implicitTLS}
 }
 
 func deadline(d time.Duration) time.Time { return time.Now().Add(d) }
