@@ -4,7 +4,6 @@
 package dovecot
 
 import (
-	"context"
 	"fmt"
 	"net"
 	"os"
@@ -14,7 +13,6 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -39,8 +37,7 @@ type Server struct {
 	conf     string
 	port     int
 	uid, gid int
-	cmd      *exec.Cmd
-	waited   chan struct{}
+	proc     *testenv.Process
 	seq      atomic.Int64
 }
 
@@ -140,6 +137,9 @@ service submission-login {
 	if err := os.WriteFile(s.conf, []byte(conf), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	s.proc = &testenv.Process{T: t, Name: "dovecot", Addr: s.Addr(), Log: s.Log, Command: func() *exec.Cmd {
+		return exec.Command(testenv.NeedProgram(t, "dovecot"), "-F", "-c", s.conf)
+	}}
 	s.Start()
 	t.Cleanup(s.Stop)
 	return s
@@ -172,61 +172,10 @@ func (s *Server) Log() string {
 }
 
 // Start starts a stopped server again on the same port.
-func (s *Server) Start() {
-	s.t.Helper()
-	if s.cmd != nil {
-		return
-	}
-	cmd := exec.Command(testenv.NeedProgram(s.t, "dovecot"), "-F", "-c", s.conf)
-	cmd.Stdout, cmd.Stderr = nil, nil
-	if err := cmd.Start(); err != nil {
-		s.t.Fatalf("dovecot: %v", err)
-	}
-	s.cmd, s.waited = cmd, make(chan struct{})
-	go func() { cmd.Wait(); close(s.waited) }()
-	deadline := time.Now().Add(20 * time.Second)
-	for time.Now().Before(deadline) {
-		select {
-		case <-s.waited:
-			s.cmd = nil
-			s.t.Fatalf("dovecot exited at start-up:\n%s", s.Log())
-		default:
-		}
-		if c, err := net.DialTimeout("tcp", s.Addr(), time.Second); err == nil {
-			c.Close()
-			return
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	s.Stop()
-	s.t.Fatalf("dovecot did not listen on %s within 20s:\n%s", s.Addr(), s.Log())
-}
+func (s *Server) Start() { s.proc.Start() }
 
 // Stop stops the server and waits until its port is closed.
-func (s *Server) Stop() {
-	if s.cmd == nil {
-		return
-	}
-	s.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-s.waited:
-	case <-time.After(15 * time.Second):
-		s.cmd.Process.Kill()
-		<-s.waited
-	}
-	s.cmd = nil
-	// Children (imap, auth) go with the master; wait for the port.
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	for ctx.Err() == nil {
-		c, err := net.DialTimeout("tcp", s.Addr(), 200*time.Millisecond)
-		if err != nil {
-			return
-		}
-		c.Close()
-		time.Sleep(20 * time.Millisecond)
-	}
-}
+func (s *Server) Stop() { s.proc.Stop() }
 
 // Deliver puts one message into user's INBOX (a maildir file), as a local
 // delivery agent would.

@@ -15,9 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
-	"time"
 
 	"github.com/stepgate/stepgate/internal/testenv"
 )
@@ -45,8 +43,7 @@ type Server struct {
 	dir, conf string
 	port      int
 	tlsPort   int
-	cmd       *exec.Cmd
-	waited    chan struct{}
+	proc      *testenv.Process
 	logMu     sync.Mutex
 	log       bytes.Buffer
 }
@@ -105,6 +102,16 @@ func Start(t testing.TB, o Options) *Server {
 		base += OTPParamsLDIF()
 	}
 	s.slapadd(base + o.LDIF)
+	urls := s.URL() + "/"
+	if s.tlsPort != 0 {
+		urls += " " + s.LDAPSURL() + "/"
+	}
+	s.proc = &testenv.Process{T: t, Name: "slapd", Addr: s.Addr(), Log: s.Log, Command: func() *exec.Cmd {
+		// -d stats keeps slapd in the foreground and logs each operation.
+		cmd := exec.Command(testenv.NeedProgram(t, "slapd"), "-f", s.conf, "-h", urls, "-d", "stats")
+		cmd.Stderr = lockedWriter{s}
+		return cmd
+	}}
 	s.Start()
 	t.Cleanup(s.Stop)
 	return s
@@ -152,55 +159,10 @@ func (w lockedWriter) Write(p []byte) (int, error) {
 }
 
 // Start starts a stopped server again on the same port.
-func (s *Server) Start() {
-	s.t.Helper()
-	if s.cmd != nil {
-		return
-	}
-	urls := s.URL() + "/"
-	if s.tlsPort != 0 {
-		urls += " " + s.LDAPSURL() + "/"
-	}
-	// -d stats keeps slapd in the foreground and logs each operation.
-	cmd := exec.Command(testenv.NeedProgram(s.t, "slapd"), "-f", s.conf, "-h", urls, "-d", "stats")
-	cmd.Stderr = lockedWriter{s}
-	if err := cmd.Start(); err != nil {
-		s.t.Fatalf("slapd: %v", err)
-	}
-	s.cmd, s.waited = cmd, make(chan struct{})
-	go func() { cmd.Wait(); close(s.waited) }()
-	deadline := time.Now().Add(20 * time.Second)
-	for time.Now().Before(deadline) {
-		select {
-		case <-s.waited:
-			s.cmd = nil
-			s.t.Fatalf("slapd exited at start-up:\n%s", s.Log())
-		default:
-		}
-		if c, err := net.DialTimeout("tcp", s.Addr(), time.Second); err == nil {
-			c.Close()
-			return
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	s.Stop()
-	s.t.Fatalf("slapd did not listen on %s within 20s:\n%s", s.Addr(), s.Log())
-}
+func (s *Server) Start() { s.proc.Start() }
 
 // Stop stops the server and waits for it to exit.
-func (s *Server) Stop() {
-	if s.cmd == nil {
-		return
-	}
-	s.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-s.waited:
-	case <-time.After(15 * time.Second):
-		s.cmd.Process.Kill()
-		<-s.waited
-	}
-	s.cmd = nil
-}
+func (s *Server) Stop() { s.proc.Stop() }
 
 // Person is one user entry under ou=people.
 type Person struct {
