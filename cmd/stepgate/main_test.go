@@ -14,7 +14,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -222,20 +221,6 @@ func serve(t *testing.T, dir string, args ...string) (adminAddr string, stop fun
 	return addr, stop
 }
 
-// lockedBuffer is a bytes.Buffer that a test may read while a process
-// writes to it.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-func (l *lockedBuffer) String() string { l.mu.Lock(); defer l.mu.Unlock(); return l.b.String() }
-
 // serveWithOutput is serve, and also returns what serve printed so far.
 func serveWithOutput(t *testing.T, dir string, args ...string) (adminAddr string, stop func() result, stdout func() string) {
 	t.Helper()
@@ -245,7 +230,7 @@ func serveWithOutput(t *testing.T, dir string, args ...string) (adminAddr string
 	if err != nil {
 		t.Fatal(err)
 	}
-	var out lockedBuffer
+	var out testenv.Buffer
 	cmd.Stdout = &out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -2,7 +2,6 @@ package imap
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/tls"
@@ -27,18 +26,6 @@ import (
 	"github.com/stepgate/stepgate/internal/verifier/verifiertest"
 )
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
-
 // rig is stepgate's IMAP front end over a real verifier, in front of a
 // real Dovecot.
 type rig struct {
@@ -46,7 +33,7 @@ type rig struct {
 	dc   *dovecot.Server
 	srv  *Server
 	addr string
-	logs *syncBuffer
+	logs *testenv.Buffer
 }
 
 func newRig(t testing.TB, users map[string]string) *rig {
@@ -63,7 +50,7 @@ func newRigFor(t testing.TB, dc *dovecot.Server, up Upstream, tlsCfg *tls.Config
 	if mod != nil {
 		mod(&cfg)
 	}
-	logs := &syncBuffer{}
+	logs := &testenv.Buffer{}
 	srv, err := New(Options{Config: cfg, Upstream: up, TLS: tlsCfg, Verifier: e.Verifier,
 		Log: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
 	if err != nil {

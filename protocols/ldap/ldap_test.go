@@ -1,7 +1,6 @@
 package ldap
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/tls"
@@ -12,7 +11,6 @@ import (
 	"os"
 	"os/exec"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -32,20 +30,8 @@ type rig struct {
 	*verifiertest.Env
 	srv  *Server
 	addr string
-	logs *syncBuffer
+	logs *testenv.Buffer
 }
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
 
 func newRig(t testing.TB, mod func(*config.LDAP), tlsCfg *tls.Config) *rig {
 	t.Helper()
@@ -55,7 +41,7 @@ func newRig(t testing.TB, mod func(*config.LDAP), tlsCfg *tls.Config) *rig {
 	if mod != nil {
 		mod(&cfg)
 	}
-	logs := &syncBuffer{}
+	logs := &testenv.Buffer{}
 	srv, err := New(Options{Config: cfg, TLS: tlsCfg, Verifier: e.Verifier, Store: e.Store,
 		Log: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
 	if err != nil {
