@@ -167,8 +167,8 @@ func newLDAPBench(t *testing.T, p profile) *ldapBench {
 	t.Helper()
 	b := &ldapBench{p: p, users: makeUsers(t, "u", p.users)}
 	t.Logf("starting slapd (plain and otp) and stepgate with %d accounts each", p.users)
-	b.plain = slapd.Start(t, slapd.Options{LDIF: slapdLDIF(b.users, false)})
-	b.otp = slapd.Start(t, slapd.Options{OTP: true, LDIF: slapdLDIF(b.users, true)})
+	b.plain = slapd.Start(t, slapd.Options{Quiet: true, LDIF: slapdLDIF(b.users, false)})
+	b.otp = slapd.Start(t, slapd.Options{Quiet: true, OTP: true, LDIF: slapdLDIF(b.users, true)})
 	b.sg = startStepgate(t, b.users, func(u benchUser) string { return u.ssha }, nil, nil, verifiertest.NewClock(time.Now()))
 	// Sessions for the legacy clients: one stored string per connection.
 	now := b.sg.env.Clock.Now()

@@ -32,6 +32,9 @@ type Options struct {
 	NoSync bool
 	// CertFile and KeyFile turn on StartTLS and an ldaps listener.
 	CertFile, KeyFile string
+	// Quiet turns slapd's per-operation log off, as a production slapd
+	// runs (benchmarks); tests keep it to see what reached slapd.
+	Quiet bool
 	// LDIF is loaded with slapadd before the first start (fast, for
 	// thousands of entries); the base entries are always there.
 	LDIF string
@@ -107,8 +110,12 @@ func Start(t testing.TB, o Options) *Server {
 		urls += " " + s.LDAPSURL() + "/"
 	}
 	s.proc = &testenv.Process{T: t, Name: "slapd", Addr: s.Addr(), Log: s.Log, Command: func() *exec.Cmd {
-		// -d stats keeps slapd in the foreground and logs each operation.
-		cmd := exec.Command(testenv.NeedProgram(t, "slapd"), "-f", s.conf, "-h", urls, "-d", "stats")
+		// -d keeps slapd in the foreground; "stats" logs each operation.
+		level := "stats"
+		if o.Quiet {
+			level = "0"
+		}
+		cmd := exec.Command(testenv.NeedProgram(t, "slapd"), "-f", s.conf, "-h", urls, "-d", level)
 		cmd.Stderr = lockedWriter{s}
 		return cmd
 	}}
