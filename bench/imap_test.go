@@ -146,8 +146,8 @@ func (b *imapBench) fetch(t *testing.T, p profile) []string {
 	if median(dv) > 0 {
 		ratio = median(sg) / median(dv)
 	}
-	return []string{fmt.Sprintf("IMAP FETCH of a %d-message mailbox (1 KiB to 1 MiB, %.0f MB): via stepgate %.0f MB/s, Dovecot direct %.0f MB/s, ratio %.2f (medians of %d)",
-		p.messages, float64(b.total)/1e6, median(sg), median(dv), ratio, len(sg))}
+	return []string{fmt.Sprintf("IMAP FETCH of a %d-message mailbox (1 KiB to 1 MiB, %.0f MB): via stepgate %.0f MB/s, Dovecot direct %.0f MB/s, ratio %.2f (medians of %d; target >= 0.9x: %s)",
+		p.messages, float64(b.total)/1e6, median(sg), median(dv), ratio, len(sg), met(ratio >= 0.9))}
 }
 
 // idle measures how long a message delivered upstream takes to reach a

@@ -391,14 +391,14 @@ func (b *ldapBench) proxyMeasurements(t *testing.T) ([]measurement, bool) {
 		return r, err
 	}
 	return []measurement{
-		{id: "proxy-bind", title: "LDAP proxy: binds (stepgate session hit + upstream bind) vs slapd direct", unit: "binds/s",
+		{id: "proxy-bind", title: "LDAP proxy: binds (stepgate session hit + upstream bind) vs slapd direct", unit: "binds/s", target: 0.9,
 			stepgate: side{name: "via stepgate proxy", run: func(t *testing.T, conns, rep int) (loadgen.Result, error) {
 				return b.run(conns, 0, bindWorkers(px.url(), func(w, _ int) (string, string) { return users[w].dn(), stored[w] }))
 			}},
 			ref: side{name: "slapd direct", run: func(t *testing.T, conns, rep int) (loadgen.Result, error) {
 				return b.run(conns, 0, bindWorkers(b.plain.URL(), func(w, _ int) (string, string) { return users[w].dn(), users[w].password }))
 			}}},
-		{id: "proxy-search", title: fmt.Sprintf("LDAP proxy: search entries (%d per search)", size), unit: "entries/s",
+		{id: "proxy-search", title: fmt.Sprintf("LDAP proxy: search entries (%d per search)", size), unit: "entries/s", target: 0.9,
 			stepgate: side{name: "via stepgate proxy", run: func(t *testing.T, conns, rep int) (loadgen.Result, error) {
 				return perEntry(b.run(conns, 0, search(px.url(), func(w int) string { return stored[w] })))
 			}},

@@ -59,7 +59,9 @@ type conn struct {
 	// session behind its bind is revoked.
 	unwatch chan struct{}
 
-	wmu sync.Mutex
+	wmu        sync.Mutex
+	pending    []byte // queued responses, under wmu
+	flushTimer *time.Timer
 }
 
 func newConn(s *Server, nc net.Conn, implicitTLS bool) *conn {
@@ -124,11 +126,48 @@ func (c *conn) endOnError(log interface {
 	}
 }
 
+// write sends b, and whatever queue held back, now.
 func (c *conn) write(b []byte) error {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
+	c.pending = append(c.pending, b...)
+	return c.flushLocked()
+}
+
+// queue sends b with the next write, when 64 KiB are waiting, or after
+// at most 10 ms: search entries go out in a few large writes rather than
+// one syscall each, and a slow upstream's entries still stream.
+func (c *conn) queue(b []byte) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if len(c.pending) == 0 {
+		c.flushTimer = time.AfterFunc(10*time.Millisecond, func() {
+			c.wmu.Lock()
+			defer c.wmu.Unlock()
+			if len(c.pending) > 0 {
+				c.flushLocked()
+			}
+		})
+	}
+	c.pending = append(c.pending, b...)
+	if len(c.pending) < 64<<10 {
+		return nil
+	}
+	return c.flushLocked()
+}
+
+func (c *conn) flushLocked() error {
+	if c.flushTimer != nil {
+		c.flushTimer.Stop()
+		c.flushTimer = nil
+	}
 	c.nc.SetWriteDeadline(deadline(c.s.cfg.ReadTimeout.D()))
-	_, err := c.nc.Write(b)
+	_, err := c.nc.Write(c.pending)
+	if cap(c.pending) > 256<<10 {
+		c.pending = nil // do not keep a large buffer for an idle connection
+	} else {
+		c.pending = c.pending[:0]
+	}
 	return err
 }
 
@@ -362,7 +401,7 @@ func (c *conn) search(ctx context.Context, id int64, q *searchRequest) error {
 		if !stop.IsZero() && time.Now().After(stop) {
 			return done(result{code: resultTimeLimitExceeded})
 		}
-		if err := c.write(encodeEntry(id, e.dn, selectAttributes(e, q.attributes), q.typesOnly)); err != nil {
+		if err := c.queue(encodeEntry(id, e.dn, selectAttributes(e, q.attributes), q.typesOnly)); err != nil {
 			return err
 		}
 		n++

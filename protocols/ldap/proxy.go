@@ -370,11 +370,11 @@ func (c *conn) proxySearch(ctx context.Context, id int64, q *searchRequest, cont
 	for resp.Next() {
 		switch {
 		case resp.Entry() != nil:
-			if err := c.write(encodeUpstreamEntry(id, resp.Entry(), resp.Controls())); err != nil {
+			if err := c.queue(encodeUpstreamEntry(id, resp.Entry(), resp.Controls())); err != nil {
 				return err
 			}
 		case resp.Referral() != "":
-			if err := c.write(encodeReference(id, resp.Referral())); err != nil {
+			if err := c.queue(encodeReference(id, resp.Referral())); err != nil {
 				return err
 			}
 		default:

@@ -324,24 +324,11 @@ func encodeReference(id int64, uris ...string) []byte {
 // encodeUpstreamEntry is a SearchResultEntry relayed from the upstream
 // directory, values as bytes so that binary attributes pass unchanged.
 func encodeUpstreamEntry(id int64, e *goldap.Entry, controls []goldap.Control) []byte {
-	p := envelope(id)
-	op := ber.Encode(ber.ClassApplication, ber.TypeConstructed, goldap.ApplicationSearchResultEntry, nil, "Search Result Entry")
-	op.AppendChild(ber.NewString(ber.ClassUniversal, ber.TypePrimitive, ber.TagOctetString, e.DN, "objectName"))
-	list := ber.Encode(ber.ClassUniversal, ber.TypeConstructed, ber.TagSequence, nil, "attributes")
-	for _, a := range e.Attributes {
-		pa := ber.Encode(ber.ClassUniversal, ber.TypeConstructed, ber.TagSequence, nil, "attribute")
-		pa.AppendChild(ber.NewString(ber.ClassUniversal, ber.TypePrimitive, ber.TagOctetString, a.Name, "type"))
-		set := ber.Encode(ber.ClassUniversal, ber.TypeConstructed, ber.TagSet, nil, "vals")
-		for _, v := range a.ByteValues {
-			set.AppendChild(ber.NewString(ber.ClassUniversal, ber.TypePrimitive, ber.TagOctetString, string(v), "value"))
-		}
-		pa.AppendChild(set)
-		list.AppendChild(pa)
+	attrs := make([]entryAttr, len(e.Attributes))
+	for i, a := range e.Attributes {
+		attrs[i] = entryAttr{name: a.Name, bytes: a.ByteValues}
 	}
-	op.AppendChild(list)
-	p.AppendChild(op)
-	appendControls(p, controls)
-	return p.Bytes()
+	return appendEntryMessage(nil, id, e.DN, attrs, false, encodedControls(controls))
 }
 
 // encodeExtended is an ExtendedResponse with an optional name and value.
@@ -367,23 +354,9 @@ type attribute struct {
 
 // encodeEntry is a SearchResultEntry.
 func encodeEntry(id int64, dn string, attrs []attribute, typesOnly bool) []byte {
-	p := envelope(id)
-	op := ber.Encode(ber.ClassApplication, ber.TypeConstructed, goldap.ApplicationSearchResultEntry, nil, "Search Result Entry")
-	op.AppendChild(ber.NewString(ber.ClassUniversal, ber.TypePrimitive, ber.TagOctetString, dn, "objectName"))
-	list := ber.Encode(ber.ClassUniversal, ber.TypeConstructed, ber.TagSequence, nil, "attributes")
-	for _, a := range attrs {
-		pa := ber.Encode(ber.ClassUniversal, ber.TypeConstructed, ber.TagSequence, nil, "attribute")
-		pa.AppendChild(ber.NewString(ber.ClassUniversal, ber.TypePrimitive, ber.TagOctetString, a.name, "type"))
-		set := ber.Encode(ber.ClassUniversal, ber.TypeConstructed, ber.TagSet, nil, "vals")
-		if !typesOnly {
-			for _, v := range a.values {
-				set.AppendChild(ber.NewString(ber.ClassUniversal, ber.TypePrimitive, ber.TagOctetString, v, "value"))
-			}
-		}
-		pa.AppendChild(set)
-		list.AppendChild(pa)
+	out := make([]entryAttr, len(attrs))
+	for i, a := range attrs {
+		out[i] = entryAttr{name: a.name, values: a.values}
 	}
-	op.AppendChild(list)
-	p.AppendChild(op)
-	return p.Bytes()
+	return appendEntryMessage(nil, id, dn, out, typesOnly, nil)
 }
