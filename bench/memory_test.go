@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"runtime"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"syscall"
@@ -14,6 +15,13 @@ import (
 
 	"github.com/stepgate/stepgate/internal/session"
 )
+
+// settle collects garbage and hands freed memory back to the system, so
+// that RSS readings before and after compare like with like.
+func settle() {
+	runtime.GC()
+	debug.FreeOSMemory()
+}
 
 // rss is this process's resident set size in bytes.
 func rss() int64 {
@@ -30,8 +38,7 @@ func rss() int64 {
 }
 
 func heap() uint64 {
-	runtime.GC()
-	runtime.GC()
+	settle()
 	var m runtime.MemStats
 	runtime.ReadMemStats(&m)
 	return m.HeapAlloc
@@ -63,6 +70,7 @@ func memory(t *testing.T, p profile) []string {
 	}
 	h1, r1 := heap(), rss()
 	runtime.KeepAlive(s)
+	s = nil
 	out = append(out, fmt.Sprintf("Memory per live session (%d sessions): heap %.0f B, RSS %.0f B (target under 2 KiB: %s)",
 		p.sessions, float64(h1-h0)/float64(p.sessions), float64(r1-r0)/float64(p.sessions), met(float64(h1-h0)/float64(p.sessions) < 2048)))
 
@@ -74,6 +82,7 @@ func memory(t *testing.T, p profile) []string {
 		skippedParts = append(skippedParts, fmt.Sprintf("idle connections: the open-file limit (%d) allows %d, not %d", l.Cur, n, p.idle))
 	}
 	sg := startStepgate(t, nil, nil, nil, nil, nil)
+	settle()
 	base := rss()
 	conns := make([]net.Conn, 0, n)
 	defer func() {
@@ -93,7 +102,7 @@ func memory(t *testing.T, p profile) []string {
 	for sg.srv.Conns() < len(conns) && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}
-	runtime.GC()
+	settle()
 	after := rss()
 	if len(conns) > 0 {
 		perConn := float64(after-base) / float64(len(conns))
