@@ -486,3 +486,24 @@ func TestRevokeClosesBoundConnection(t *testing.T) {
 		t.Fatal("the connection of a revoked session stays open")
 	}
 }
+
+// TestPlainBindFromAfarNeedsTLS: a simple bind in clear from a client
+// that is not on this machine gets confidentialityRequired, and the
+// verifier is never asked.
+func TestPlainBindFromAfarNeedsTLS(t *testing.T) {
+	r := newRig(t, nil, testenv.NewPKI(t).Server)
+	alice := r.AddEnrolled(t, "alice", "classmate")
+	client, server := net.Pipe() // its address is "pipe": not loopback
+	defer client.Close()
+	go newConn(r.srv, server, false).serve(context.Background())
+	c := goldap.NewConn(client, false)
+	c.Start()
+	defer c.Close()
+	err := c.Bind("uid=alice,ou=people,"+base, "classmate"+alice.Code(t))
+	if !goldap.IsErrorWithCode(err, 13) {
+		t.Fatalf("clear-text bind from afar: %v, want confidentialityRequired (13)", err)
+	}
+	if strings.Contains(r.Audit.String(), `"user":"alice"`) {
+		t.Error("the verifier was asked about a bind refused for want of TLS")
+	}
+}
