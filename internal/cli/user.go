@@ -89,7 +89,7 @@ func (a *app) userAddCommand() *cobra.Command {
 			if !stdin {
 				return usagef("--password-stdin is required: passwords are never taken from the command line")
 			}
-			if err := store.ValidName(args[0]); err != nil {
+			if _, err := store.AccountName(args[0]); err != nil {
 				return usageError{err}
 			}
 			if email != "" {

@@ -116,12 +116,18 @@ type LDAPUpstream struct {
 
 // IMAP configures the IMAP front end.
 type IMAP struct {
-	Listen           string        `yaml:"listen"`       // "off" disables it
-	IMAPSListen      string        `yaml:"imaps_listen"` // needs tls
-	AllowPlainRemote bool          `yaml:"allow_plain_remote"`
-	PreLoginTimeout  Duration      `yaml:"prelogin_timeout"`
-	MaxConns         int           `yaml:"max_conns"`
-	Upstream         *IMAPUpstream `yaml:"upstream"`
+	Listen           string   `yaml:"listen"`       // "off" disables it
+	IMAPSListen      string   `yaml:"imaps_listen"` // needs tls
+	AllowPlainRemote bool     `yaml:"allow_plain_remote"`
+	PreLoginTimeout  Duration `yaml:"prelogin_timeout"`
+	MaxConns         int      `yaml:"max_conns"`
+	// LoginFormat maps a login name to a stepgate account the way the mail
+	// server maps it to a mailbox (Dovecot's auth_username_format): %Ln
+	// (the default) and %n take the part before '@', %Lu and %u the whole
+	// name. It must match the mail server's, or a form the mail server
+	// takes for an enrolled user could reach it without a code.
+	LoginFormat string        `yaml:"login_format"`
+	Upstream    *IMAPUpstream `yaml:"upstream"`
 }
 
 // IMAPUpstream is the mail server behind the IMAP front end.
@@ -149,7 +155,8 @@ func Default() *Config {
 		Admin: Admin{Listen: "127.0.0.1:9386"},
 		LDAP: LDAP{Listen: "127.0.0.1:3389", BaseDN: "dc=example,dc=org", ReadTimeout: Duration(10 * time.Second),
 			IdleTimeout: Duration(5 * time.Minute), MaxMessageBytes: 1 << 20, MaxConns: 4096},
-		IMAP:     IMAP{Listen: "127.0.0.1:1143", PreLoginTimeout: Duration(60 * time.Second), MaxConns: 4096},
+		IMAP: IMAP{Listen: "127.0.0.1:1143", PreLoginTimeout: Duration(60 * time.Second), MaxConns: 4096,
+			LoginFormat: "%Ln"},
 		Delivery: delivery.DefaultConfig(),
 	}
 }
@@ -334,6 +341,7 @@ func (c *Config) Validate() error {
 	if c.IMAP.MaxConns < 1 {
 		bad("imap.max_conns", "must be at least 1")
 	}
+	oneOf("imap.login_format", c.IMAP.LoginFormat, "%Ln", "%n", "%Lu", "%u")
 	if u := c.IMAP.Upstream; u != nil && u.Host != "demo" {
 		if u.Host == "" {
 			bad("imap.upstream.host", "empty; give the mail server's host name, or demo")

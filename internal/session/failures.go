@@ -1,8 +1,14 @@
 package session
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"time"
+
+	"github.com/hashicorp/go-memdb"
+
+	"github.com/stepgate/stepgate/internal/username"
 )
 
 // Limits is the lockout policy: MaxFailures failures within Window lock
@@ -37,6 +43,12 @@ type counter struct {
 	Recent      []int64 // unix nanoseconds of the last failures, at most MaxFailures
 	LockedUntil time.Time
 	Level       int // lockouts in a row, for the doubling
+	// InFlight is how many admitted attempts are still being evaluated.
+	// They hold their slot in the budget until they end, so that 64
+	// guesses sent at once cannot all be evaluated before the first
+	// failure is counted. It is not written to a snapshot: nothing is in
+	// flight across a restart.
+	InFlight int `json:"-"`
 }
 
 func (l Limits) forgettable(c *counter, now time.Time) bool {
@@ -54,26 +66,20 @@ func (l Limits) duration(level int) time.Duration {
 	return min(d, l.MaxLockout)
 }
 
-// UserKey and AddrKey name failure counters.
-func UserKey(user string) string { return "user:" + lower(user) }
+// UserKey names the failure counter of an account. name is the
+// account's canonical name (package username); a name the profile
+// rejected is hashed, so that the counter of a megabyte-long bind name
+// costs what any other costs.
+func UserKey(name string) string {
+	if _, err := username.Canonical(name); err != nil {
+		sum := sha256.Sum256([]byte(name))
+		return "user!" + hex.EncodeToString(sum[:16])
+	}
+	return "user:" + name
+}
 
 // AddrKey names the failure counter of a source address.
 func AddrKey(addr string) string { return "addr:" + addr }
-
-func lower(s string) string {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c >= 'A' && c <= 'Z' {
-			b := []byte(s)
-			for j := i; j < len(b); j++ {
-				if b[j] >= 'A' && b[j] <= 'Z' {
-					b[j] += 'a' - 'A'
-				}
-			}
-			return string(b)
-		}
-	}
-	return s
-}
 
 // Locked reports whether key is locked out now, and until when.
 func (s *Store) Locked(key string) (time.Time, bool) {
@@ -88,48 +94,20 @@ func (s *Store) Locked(key string) (time.Time, bool) {
 	return time.Time{}, false
 }
 
-// Fail counts a failure against key. It reports whether this failure
-// started a lockout, and until when.
+// Fail counts a failure against key outside any admission (a sign-in
+// step that has no attempt of its own, such as a method confirmation). It
+// reports whether this failure started a lockout, and until when.
 func (s *Store) Fail(key string) (until time.Time, lockedNow bool) {
 	now := s.now()
 	txn := s.db.Txn(true)
 	defer txn.Abort()
-	c := &counter{Key: key}
-	if raw, err := txn.First(tableFailures, "id", key); err == nil && raw != nil {
-		old := raw.(*counter)
-		*c = *old
-		c.Recent = append([]int64(nil), old.Recent...)
-	}
-	if now.Before(c.LockedUntil) {
-		// Already locked: failures while locked neither extend nor count.
-		return c.LockedUntil, false
-	}
-	if !c.LockedUntil.IsZero() && now.Sub(c.LockedUntil) > s.limits.MaxLockout {
-		c.Level = 0
-	}
-	// Keep only failures inside the window, then add this one.
-	cut := now.Add(-s.limits.Window).UnixNano()
-	kept := c.Recent[:0]
-	for _, t := range c.Recent {
-		if t > cut {
-			kept = append(kept, t)
-		}
-	}
-	c.Recent = append(kept, now.UnixNano())
-	if len(c.Recent) > s.limits.MaxFailures {
-		c.Recent = c.Recent[len(c.Recent)-s.limits.MaxFailures:]
-	}
-	if len(c.Recent) >= s.limits.MaxFailures {
-		c.Level++
-		c.LockedUntil = now.Add(s.limits.duration(c.Level))
-		c.Recent = nil
-		lockedNow = true
-	}
+	c := s.current(txn, key, now)
+	until, lockedNow = s.count(c, now)
 	if err := txn.Insert(tableFailures, c); err != nil {
 		return time.Time{}, false
 	}
 	txn.Commit()
-	return c.LockedUntil, lockedNow
+	return until, lockedNow
 }
 
 // Reset forgets the failures of key (after a success).
@@ -153,4 +131,144 @@ func (s *Store) Failures(key string) int {
 		return 0
 	}
 	return len(raw.(*counter).Recent)
+}
+
+// Outcome is how an admitted attempt ended, for its budget.
+type Outcome int
+
+// Outcomes.
+const (
+	// Neutral: neither a success nor a guess (the backend was down, or
+	// the right password earned a sent code). The slot is given back.
+	Neutral Outcome = iota
+	// Failed: a wrong guess; it is counted and may start a lockout.
+	Failed
+	// Succeeded: the budget is forgotten.
+	Succeeded
+)
+
+// Admission is an attempt's hold on the budgets of its keys, taken by
+// Admit before anything is checked and given back by Done.
+type Admission struct {
+	s    *Store
+	keys []string
+	done bool
+}
+
+// Admit takes one slot in the budget of every key for an attempt that is
+// about to be evaluated. It refuses (ok false) when any key is locked out
+// or when its recent failures plus the attempts already in flight fill its
+// budget: with a budget of 5, at most 5 guesses are evaluated per window,
+// however many arrive at once. Empty keys are skipped.
+func (s *Store) Admit(keys ...string) (adm *Admission, ok bool) {
+	now := s.now()
+	txn := s.db.Txn(true)
+	defer txn.Abort()
+	held := make([]*counter, 0, len(keys))
+	for _, k := range keys {
+		if k == "" {
+			continue
+		}
+		c := s.current(txn, k, now)
+		if now.Before(c.LockedUntil) || len(c.Recent)+c.InFlight >= s.limits.MaxFailures {
+			return nil, false
+		}
+		c.InFlight++
+		held = append(held, c)
+	}
+	for _, c := range held {
+		if err := txn.Insert(tableFailures, c); err != nil {
+			return nil, false
+		}
+	}
+	txn.Commit()
+	adm = &Admission{s: s}
+	for _, c := range held {
+		adm.keys = append(adm.keys, c.Key)
+	}
+	return adm, true
+}
+
+// current returns a copy of key's counter with the failures that fell
+// out of the window dropped, ready to be changed and inserted.
+func (s *Store) current(txn *memdb.Txn, key string, now time.Time) *counter {
+	c := &counter{Key: key}
+	if raw, err := txn.First(tableFailures, "id", key); err == nil && raw != nil {
+		old := raw.(*counter)
+		*c = *old
+	}
+	cut := now.Add(-s.limits.Window).UnixNano()
+	kept := make([]int64, 0, len(c.Recent)+1)
+	for _, t := range c.Recent {
+		if t > cut {
+			kept = append(kept, t)
+		}
+	}
+	c.Recent = kept
+	return c
+}
+
+// Done gives the attempt's slots back. A failure is counted against every
+// key; locked lists the keys this failure locked out, with the time the
+// lockout ends. Done is safe to call more than once; only the first counts.
+func (a *Admission) Done(o Outcome) (locked map[string]time.Time) {
+	if a == nil || a.done {
+		return nil
+	}
+	a.done = true
+	s := a.s
+	now := s.now()
+	txn := s.db.Txn(true)
+	defer txn.Abort()
+	for _, k := range a.keys {
+		c := s.current(txn, k, now)
+		if c.InFlight > 0 {
+			c.InFlight--
+		}
+		switch o {
+		case Succeeded:
+			c.Recent, c.LockedUntil, c.Level = nil, time.Time{}, 0
+		case Failed:
+			if until, now := s.count(c, now); now {
+				if locked == nil {
+					locked = map[string]time.Time{}
+				}
+				locked[k] = until
+			}
+		}
+		var err error
+		if c.InFlight == 0 && len(c.Recent) == 0 && c.LockedUntil.IsZero() && c.Level == 0 {
+			_, err = txn.DeleteAll(tableFailures, "id", k)
+		} else {
+			err = txn.Insert(tableFailures, c)
+		}
+		if err != nil {
+			return nil
+		}
+	}
+	txn.Commit()
+	return locked
+}
+
+// count adds one failure at now to c, which current has trimmed to the
+// window, and reports whether it started a lockout.
+func (s *Store) count(c *counter, now time.Time) (until time.Time, lockedNow bool) {
+	if now.Before(c.LockedUntil) {
+		// Already locked: failures while locked neither extend nor count.
+		return c.LockedUntil, false
+	}
+	if !c.LockedUntil.IsZero() && now.Sub(c.LockedUntil) > s.limits.MaxLockout {
+		c.Level = 0
+	}
+	c.Recent = append(c.Recent, now.UnixNano())
+	if len(c.Recent) > s.limits.MaxFailures {
+		c.Recent = c.Recent[len(c.Recent)-s.limits.MaxFailures:]
+	}
+	if len(c.Recent) >= s.limits.MaxFailures {
+		c.Level++
+		c.LockedUntil = now.Add(s.limits.duration(c.Level))
+		c.Recent = nil
+		return c.LockedUntil, true
+	}
+	return c.LockedUntil, false
 }

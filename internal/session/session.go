@@ -11,7 +11,6 @@ import (
 	"errors"
 	"fmt"
 	"hash"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -150,13 +149,14 @@ func New(cfg Config) (*Store, error) {
 	return s, nil
 }
 
-// KeyFor hashes a user name (without regard to case) and a submitted
-// string under the store's key.
+// KeyFor hashes a user name and a submitted string under the store's key.
+// Like every name the store is given, user is the account's canonical
+// name (package username): one account, one form, one key.
 func (s *Store) KeyFor(user, secret string) Key {
 	h := s.hashers.Get().(hash.Hash)
 	h.Reset()
 	var buf [sha256.Size]byte
-	h.Write([]byte(strings.ToLower(user)))
+	h.Write([]byte(user))
 	h.Write([]byte{0})
 	h.Write([]byte(secret))
 	sum := h.Sum(buf[:0])
@@ -180,7 +180,7 @@ func (s *Store) Lookup(user string, key Key) (*Session, bool) {
 	}
 	sess := raw.(*Session)
 	now := s.now()
-	if !strings.EqualFold(sess.User, user) || s.expired(sess, now) {
+	if sess.User != user || s.expired(sess, now) {
 		return nil, false
 	}
 	sess.lastUsed.Store(now.UnixNano())
@@ -206,7 +206,7 @@ func (s *Store) Create(n NewSession) (*Session, error) {
 	var replaced *Session
 	if raw, err := txn.First(tableSessions, "hash", string(n.Key[:])); err == nil && raw != nil {
 		old := raw.(*Session)
-		if strings.EqualFold(old.User, n.User) && !s.expired(old, now) && old.Epoch == n.Epoch {
+		if old.User == n.User && !s.expired(old, now) && old.Epoch == n.Epoch {
 			old.lastUsed.Store(now.UnixNano())
 			return old, nil
 		}

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"time"
+
+	"github.com/stepgate/stepgate/internal/username"
 )
 
 // snapshot is the short-lived state written at shutdown and read at the
@@ -103,6 +105,9 @@ func (s *Store) Restore(r io.Reader) (int, error) {
 	for _, x := range snap.Sessions {
 		if len(x.Hash) != len(Key{}) || x.ID == "" || x.User == "" {
 			return 0, fmt.Errorf("session snapshot: malformed session")
+		}
+		if c, err := username.Canonical(x.User); err == nil {
+			x.User = c // written before names were kept in their canonical form
 		}
 		sess := &Session{ID: x.ID, User: x.User, Hash: string(x.Hash), Protocol: x.Protocol, Remote: x.Remote,
 			Created: x.Created, Expires: x.Expires, Epoch: x.Epoch, PasswordLen: x.PasswordLen, revoked: make(chan struct{})}

@@ -30,6 +30,7 @@ func secretContext(userID int64) string { return fmt.Sprintf("totp user %d", use
 // without an active one moves to pending. An unconfirmed authenticator
 // with the same label is replaced; a confirmed one is an error.
 func (s *Store) AddAuthenticator(ctx context.Context, name, label, secret string) (*Authenticator, error) {
+	name = lookupName(name)
 	label = strings.TrimSpace(label)
 	if label == "" || len(label) > 64 {
 		return nil, fmt.Errorf("authenticator label must be 1 to 64 characters")
@@ -135,6 +136,7 @@ func (s *Store) ConfirmAuthenticator(ctx context.Context, id, step int64) error 
 // DisableTwoStep removes every authenticator of an account, turns two-step
 // off and moves the epoch (a reset ends every session).
 func (s *Store) DisableTwoStep(ctx context.Context, name string) error {
+	name = lookupName(name)
 	return s.tx(ctx, func(tx *sql.Tx) error {
 		var uid int64
 		err := tx.QueryRowContext(ctx, `UPDATE users SET two_step = 'none', epoch = epoch + 1, updated_at = ?
@@ -177,6 +179,7 @@ func (s *Store) AuthenticatorCounts(ctx context.Context) (map[int64]Authenticato
 // authenticators in one query: what a sign-in decision needs, at the
 // cost of one statement.
 func (s *Store) Account(ctx context.Context, name string) (*User, []Authenticator, error) {
+	name = lookupName(name)
 	rows, err := s.stmtAccount.QueryContext(ctx, name)
 	if err != nil {
 		return nil, nil, fmt.Errorf("user %s: %w", name, err)

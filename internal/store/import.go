@@ -34,9 +34,11 @@ func (s *Store) Import(ctx context.Context, users []Imported) error {
 		}
 		defer insAuth.Close()
 		for _, u := range users {
-			if err := ValidName(u.Name); err != nil {
+			name, err := AccountName(u.Name)
+			if err != nil {
 				return err
 			}
+			u.Name = name
 			if u.PasswordHash == "" {
 				return fmt.Errorf("user %s: no password", u.Name)
 			}

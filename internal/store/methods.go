@@ -56,6 +56,7 @@ func (s *Store) addressHash(kind MethodKind, address string) string {
 // the account's existing one with the same address (created is false).
 // The address must already be in its canonical form.
 func (s *Store) AddMethod(ctx context.Context, name string, kind MethodKind, address string) (m *Method, created bool, err error) {
+	name = lookupName(name)
 	if kind != MethodEmail && kind != MethodSMS {
 		return nil, false, fmt.Errorf("method kind %q: want email or sms", kind)
 	}

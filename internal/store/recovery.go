@@ -10,6 +10,7 @@ import (
 // ReplaceRecoveryCodes gives an account a new set of recovery codes, by
 // their keyed hashes; every code of the previous set stops working.
 func (s *Store) ReplaceRecoveryCodes(ctx context.Context, name string, hashes []string) error {
+	name = lookupName(name)
 	return s.tx(ctx, func(tx *sql.Tx) error {
 		var uid int64
 		if err := tx.QueryRowContext(ctx, `SELECT id FROM users WHERE name = ?`, name).Scan(&uid); err != nil {

@@ -8,6 +8,8 @@ import (
 	"regexp"
 	"strings"
 	"time"
+
+	"github.com/stepgate/stepgate/internal/username"
 )
 
 // TwoStep is an account's two-step verification state.
@@ -55,13 +57,40 @@ type NewUser struct {
 	Groups       []string
 }
 
-var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
+var nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,63}$`)
+var groupRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
 
-// ValidName reports whether name can be an account or group name: 1 to 64
-// letters, digits, '.', '_' or '-', starting with a letter or digit. The
-// rule keeps names safe inside an LDAP DN and an IMAP atom.
+// AccountName returns the one form under which an account is stored and
+// found: the PRECIS UsernameCaseMapped form (RFC 8265, see package
+// username), which must then be 1 to 64 letters, digits, '.', '_' or '-',
+// starting with a letter or digit. "Alice" and full-width "ａｌｉｃｅ" are
+// both "alice". The character rule keeps names safe inside an LDAP DN and
+// an IMAP atom.
+func AccountName(name string) (string, error) {
+	c, err := username.Canonical(name)
+	if err != nil {
+		return "", fmt.Errorf("user name: %w", err)
+	}
+	if !nameRE.MatchString(c) {
+		return "", fmt.Errorf("name %q is not valid: use 1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit", c)
+	}
+	return c, nil
+}
+
+// lookupName is the form a name is looked up under. A name the profile
+// rejects is left as it is: no stored name can equal it, so it finds
+// nothing, which is the answer its caller should get.
+func lookupName(name string) string {
+	if c, err := username.Canonical(name); err == nil {
+		return c
+	}
+	return name
+}
+
+// ValidName reports whether name can be a group name: 1 to 64 letters,
+// digits, '.', '_' or '-', starting with a letter or digit.
 func ValidName(name string) error {
-	if !nameRE.MatchString(name) {
+	if !groupRE.MatchString(name) {
 		return fmt.Errorf("name %q is not valid: use 1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit", name)
 	}
 	return nil
@@ -86,9 +115,11 @@ func scanUser(r scanner) (*User, error) {
 
 // AddUser creates an account.
 func (s *Store) AddUser(ctx context.Context, nu NewUser) (*User, error) {
-	if err := ValidName(nu.Name); err != nil {
+	name, err := AccountName(nu.Name)
+	if err != nil {
 		return nil, err
 	}
+	nu.Name = name
 	if nu.PasswordHash == "" {
 		return nil, fmt.Errorf("user %s: no password", nu.Name)
 	}
@@ -98,7 +129,7 @@ func (s *Store) AddUser(ctx context.Context, nu NewUser) (*User, error) {
 		}
 	}
 	now := unix(s.now())
-	err := s.tx(ctx, func(tx *sql.Tx) error {
+	err = s.tx(ctx, func(tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, `INSERT INTO users (name, display_name, email, phone, password_hash, service, created_at, updated_at)
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?)`, nu.Name, nu.DisplayName, nu.Email, nu.Phone, nu.PasswordHash, nu.Service, now, now)
 		if err != nil {
@@ -134,6 +165,7 @@ func addToGroups(ctx context.Context, tx *sql.Tx, userID int64, groups []string)
 
 // User returns the account called name (compared without regard to case).
 func (s *Store) User(ctx context.Context, name string) (*User, error) {
+	name = lookupName(name)
 	u, err := scanUser(s.stmtUser.QueryRowContext(ctx, name))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("user %s: %w", name, ErrNotFound)
@@ -236,6 +268,7 @@ func (s *Store) Groups(ctx context.Context) ([]Group, error) {
 
 // AddToGroups puts an account into groups, creating them as needed.
 func (s *Store) AddToGroups(ctx context.Context, name string, groups []string) error {
+	name = lookupName(name)
 	for _, g := range groups {
 		if err := ValidName(g); err != nil {
 			return fmt.Errorf("group: %w", err)
@@ -274,6 +307,7 @@ func (s *Store) BumpEpoch(ctx context.Context, name string) error {
 
 // DeleteUser removes an account with its authenticators and memberships.
 func (s *Store) DeleteUser(ctx context.Context, name string) error {
+	name = lookupName(name)
 	res, err := s.db.ExecContext(ctx, `DELETE FROM users WHERE name = ?`, name)
 	if err != nil {
 		return fmt.Errorf("user %s: %w", name, err)
@@ -285,6 +319,7 @@ func (s *Store) DeleteUser(ctx context.Context, name string) error {
 }
 
 func (s *Store) updateUser(ctx context.Context, name, set string, args ...any) error {
+	name = lookupName(name)
 	args = append(args, unix(s.now()), name)
 	res, err := s.db.ExecContext(ctx, `UPDATE users SET `+set+`, updated_at = ? WHERE name = ?`, args...)
 	if err != nil {

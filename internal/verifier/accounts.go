@@ -3,10 +3,10 @@ package verifier
 import (
 	"context"
 	"errors"
-	"strings"
 	"sync"
 
 	"github.com/stepgate/stepgate/internal/store"
+	"github.com/stepgate/stepgate/internal/username"
 )
 
 // account is what a decision needs of a user: the row, and the confirmed
@@ -43,9 +43,11 @@ func newAccounts(st *store.Store) *accounts {
 	return &accounts{st: st, byName: map[string]*account{}}
 }
 
-// get returns the account called name, or nil when there is none.
+// get returns the account called name, or nil when there is none. name
+// is canonical (package username), the form the store keeps, so the
+// cache and the database cannot disagree on which account a name is.
 func (c *accounts) get(ctx context.Context, name string) (*account, error) {
-	key := strings.ToLower(name)
+	key := name
 	c.mu.RLock()
 	a, ok := c.byName[key]
 	gen := c.gen
@@ -120,11 +122,14 @@ func (c *accounts) changes(ctx context.Context) (names []string, full, changed b
 		if complete {
 			c.mu.Lock()
 			for _, n := range names {
-				if a, ok := c.byName[strings.ToLower(n)]; ok {
+				if k, err := username.Canonical(n); err == nil {
+					n = k
+				}
+				if a, ok := c.byName[n]; ok {
 					if a == nil {
 						c.unknown--
 					}
-					delete(c.byName, strings.ToLower(n))
+					delete(c.byName, n)
 				}
 			}
 			c.gen = to

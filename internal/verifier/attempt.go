@@ -21,6 +21,10 @@ type Attempt struct {
 	// upstream connection. It is called on every attempt that gets that
 	// far, session hits included, because the connection needs it.
 	Password PasswordChecker
+	// ServiceAccounts lets applications' service accounts (password
+	// only) sign in through this front end: the LDAP directory, where
+	// applications bind, and nowhere else.
+	ServiceAccounts bool
 }
 
 // Result is allow or deny.
@@ -45,6 +49,10 @@ const (
 	ReasonEmpty       Reason = "empty_password"
 	ReasonLocked      Reason = "locked_out"
 	ReasonUnknownUser Reason = "unknown_user"
+	ReasonBadName     Reason = "invalid_name" // the name profile (RFC 8265) rejects the name
+	// ReasonIdentity: the upstream authenticated another account than
+	// the one the decision was made for (a name form it maps elsewhere).
+	ReasonIdentity    Reason = "identity_mismatch"
 	ReasonDisabled    Reason = "disabled"
 	ReasonNotEnrolled Reason = "not_enrolled"
 	ReasonServiceOnly Reason = "service_account_protocol"
@@ -54,6 +62,7 @@ const (
 	ReasonReplayed    Reason = "replayed_code"
 	ReasonCodeSent    Reason = "code_sent"
 	ReasonUnavailable Reason = "unavailable"
+	ReasonBusy        Reason = "busy" // too many password checks at once; try again
 	ReasonError       Reason = "internal_error"
 )
 

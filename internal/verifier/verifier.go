@@ -17,6 +17,7 @@ import (
 	"github.com/stepgate/stepgate/internal/password"
 	"github.com/stepgate/stepgate/internal/session"
 	"github.com/stepgate/stepgate/internal/store"
+	"github.com/stepgate/stepgate/internal/username"
 )
 
 // Policy says what happens to an account without two-step verification.
@@ -98,6 +99,7 @@ type Verifier struct {
 	accounts *accounts
 	flights  flights
 	decoy    *account
+	pacer    pacer
 }
 
 // New returns a Verifier.
@@ -131,34 +133,39 @@ func New(cfg Config) (*Verifier, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	decoy, err := newDecoy()
+	decoy, hashTime, err := newDecoy()
 	if err != nil {
 		return nil, err
 	}
-	return &Verifier{
+	v := &Verifier{
 		st: cfg.Store, sessions: cfg.Sessions, rule: cfg.Rule, totp: cfg.TOTP, policy: cfg.Policy,
 		codes: cfg.Codes, sender: cfg.Sender, audit: cfg.Audit, observer: cfg.Observer, lockouts: cfg.Lockouts, now: cfg.Now,
 		accounts: newAccounts(cfg.Store), decoy: decoy,
-	}, nil
+	}
+	v.pacer.observe(false, hashTime)
+	return v, nil
 }
 
-// newDecoy makes the account that unknown users are checked against, with
-// a random password under the default hash and a random TOTP secret, so
-// that an unknown name costs the same work as a known one.
-func newDecoy() (*account, error) {
+// newDecoy makes the account that names which cannot sign in (unknown,
+// disabled, not enrolled, rejected by the name profile) have their code
+// checked against: one authenticator with a random secret, which matches
+// no code. It also times one hash under the default algorithm, the
+// pacer's first idea of what a local password check costs.
+func newDecoy() (*account, time.Duration, error) {
 	raw := make([]byte, 20)
 	if _, err := rand.Read(raw); err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	secret := base32.StdEncoding.EncodeToString(raw)
-	hash, err := password.Hash(secret)
-	if err != nil {
-		return nil, err
+	start := time.Now()
+	if _, err := password.Hash(secret); err != nil {
+		return nil, 0, err
 	}
+	took := time.Since(start)
 	return &account{
-		user:  &store.User{Name: "", PasswordHash: hash, TwoStep: store.TwoStepActive},
+		user:  &store.User{Name: "", TwoStep: store.TwoStepActive},
 		auths: []authenticator{{id: -1, secret: secret}},
-	}, nil
+	}, took, nil
 }
 
 // TOTP returns the code parameters in use.
@@ -178,20 +185,34 @@ func (h handle) Revoked() <-chan struct{} { return h.s.Revoked() }
 
 // Verify decides one attempt and emits its audit event.
 func (v *Verifier) Verify(ctx context.Context, a Attempt) Decision {
-	start := v.now()
-	d := v.decide(ctx, &a)
-	d.Elapsed = time.Since(start)
+	start := time.Now()
+	sent := a.User
+	name, err := username.Canonical(a.User)
+	valid := err == nil
+	if valid {
+		a.User = name
+	}
+	d := v.decide(ctx, &a, valid)
 	if d.Result == "" {
 		d.Result = Deny
 	}
+	v.pace(ctx, start, &a, d)
+	d.Elapsed = time.Since(start)
 	attrs := []slog.Attr{
 		slog.String("protocol", a.Protocol),
 		slog.String("user", a.User),
+	}
+	if sent != a.User {
+		// The form the client sent, when it is not the account's own:
+		// "ＡＬＩＣＥ" or "alice@example.org" says something about who tried.
+		attrs = append(attrs, slog.String("sent_name", sent))
+	}
+	attrs = append(attrs,
 		slog.String("remote", a.Remote),
 		slog.Bool("tls", a.TLS),
 		slog.String("result", string(d.Result)),
 		slog.String("reason", string(d.Reason)),
-	}
+	)
 	if d.Session != nil {
 		attrs = append(attrs, slog.String("session", d.Session.SessionID()))
 	}
@@ -205,15 +226,20 @@ func (v *Verifier) Verify(ctx context.Context, a Attempt) Decision {
 
 func deny(r Reason) Decision { return Decision{Result: Deny, Reason: r} }
 
-func (v *Verifier) decide(ctx context.Context, a *Attempt) Decision {
+// decide runs the decision for a.User, which is the account's canonical
+// name when valid, and the name as sent when the profile rejected it.
+func (v *Verifier) decide(ctx context.Context, a *Attempt, valid bool) Decision {
 	// 1. An empty password is never a sign-in (RFC 4513 5.1.2).
 	if a.Secret == "" || a.User == "" {
 		return deny(ReasonEmpty)
 	}
-	acct, err := v.accounts.get(ctx, a.User)
-	if err != nil {
-		v.audit.Error("reading account", "user", a.User, "err", err)
-		return deny(ReasonError)
+	var acct *account
+	if valid {
+		var err error
+		if acct, err = v.accounts.get(ctx, a.User); err != nil {
+			v.audit.Error("reading account", "user", a.User, "err", err)
+			return deny(ReasonError)
+		}
 	}
 	key := v.sessions.KeyFor(a.User, a.Secret)
 
@@ -228,56 +254,55 @@ func (v *Verifier) decide(ctx context.Context, a *Attempt) Decision {
 		return d
 	}
 
-	// 3. Lockout gate: fail fast, and send nothing upstream.
-	userKey, addrKey := session.UserKey(a.User), session.AddrKey(a.Remote)
-	if _, locked := v.sessions.Locked(userKey); locked {
+	// 3. Admission: the attempt takes its slot in the user's and the
+	// address's budget before any password or code is checked, and holds
+	// it while it is evaluated; a locked key, or a budget filled by
+	// failures and attempts in flight, fails fast and sends nothing
+	// upstream.
+	userKey, addrKey := session.UserKey(a.User), ""
+	if a.Remote != "" {
+		addrKey = session.AddrKey(a.Remote)
+	}
+	adm, ok := v.sessions.Admit(userKey, addrKey)
+	if !ok {
 		return deny(ReasonLocked)
 	}
-	if a.Remote != "" {
-		if _, locked := v.sessions.Locked(addrKey); locked {
-			return deny(ReasonLocked)
-		}
-	}
+	defer adm.Done(session.Neutral) // a panic must not keep the slot
 
-	d := v.check(ctx, a, acct, key)
+	d := v.check(ctx, a, acct, key, valid)
+	outcome := session.Failed
 	switch {
 	case d.Allowed():
-		v.sessions.Reset(userKey)
-		if a.Remote != "" {
-			v.sessions.Reset(addrKey)
-		}
-	case d.Reason == ReasonUnavailable || d.Reason == ReasonError:
+		outcome = session.Succeeded
+	case d.Reason == ReasonUnavailable || d.Reason == ReasonError || d.Reason == ReasonBusy:
 		// Not the client's fault: no failure counted.
+		outcome = session.Neutral
 	case d.Reason == ReasonCodeSent:
 		// The password was right and a code is on its way: not a guess.
 		// Counted, it would lock the owner out just as the code arrives
 		// (a mail client retrying in the background does the rest); the
 		// sender's own throttles bound the sends.
-	default:
-		if until, now := v.fail(userKey, "user"); now && v.lockouts != nil && acct != nil {
-			v.lockouts.UserLockedOut(ctx, acct.user.Name, until)
+		outcome = session.Neutral
+	}
+	for k, until := range adm.Done(outcome) {
+		scope := "addr"
+		if k == userKey {
+			scope = "user"
 		}
-		if a.Remote != "" {
-			v.fail(addrKey, "addr")
+		v.audit.Warn("lockout", "scope", scope, "key", k, "until", until.UTC().Format(time.RFC3339))
+		if v.observer != nil {
+			v.observer.LockedOut(scope)
+		}
+		if scope == "user" && v.lockouts != nil && acct != nil {
+			v.lockouts.UserLockedOut(ctx, acct.user.Name, until)
 		}
 	}
 	return d
 }
 
-// fail counts a failure against key and reports whether it started a
-// lockout, and until when.
-func (v *Verifier) fail(key, scope string) (until time.Time, lockedNow bool) {
-	until, lockedNow = v.sessions.Fail(key)
-	if lockedNow {
-		v.audit.Warn("lockout", "scope", scope, "key", key, "until", until.UTC().Format(time.RFC3339))
-		if v.observer != nil {
-			v.observer.LockedOut(scope)
-		}
-	}
-	return until, lockedNow
-}
-
-// sessionHit implements step 2.
+// sessionHit implements step 2. A session is only ever opened for the
+// account the password backend said it authenticated, and is keyed by
+// that account and the exact string, so a hit needs no identity check.
 func (v *Verifier) sessionHit(ctx context.Context, a *Attempt, acct *account, key session.Key) (Decision, bool) {
 	if acct == nil {
 		return Decision{}, false
@@ -287,42 +312,45 @@ func (v *Verifier) sessionHit(ctx context.Context, a *Attempt, acct *account, ke
 		return Decision{}, false
 	}
 	u := acct.user
-	if sess.Epoch != u.Epoch || u.Disabled || (u.Service && a.Protocol != "ldap") {
+	if sess.Epoch != u.Epoch || u.Disabled || (u.Service && !a.ServiceAccounts) {
 		// Made before the account's last security change: dead.
 		v.sessions.RevokeBefore(u.Name, u.Epoch+1)
 		return Decision{}, false
 	}
 	if a.Password != nil {
 		pw := a.Secret[:min(sess.PasswordLen, len(a.Secret))]
-		switch err := a.Password.CheckPassword(ctx, u.Name, pw); {
-		case err == nil:
-		case errors.Is(err, ErrUnavailable):
-			return deny(ReasonUnavailable), true
-		case errors.Is(err, ErrBadPassword):
+		switch r := v.checkPassword(ctx, a, acct, pw); r {
+		case "":
+		case ReasonBadPassword:
 			// The upstream no longer takes this password: the session is dead.
 			v.sessions.Drop(sess)
 			return deny(ReasonBadPassword), true
 		default:
-			v.audit.Error("password check", "user", u.Name, "err", err)
-			return deny(ReasonError), true
+			return deny(r), true
 		}
 	}
 	return Decision{Result: Allow, Reason: ReasonSession, User: u.Name, Session: handle{sess}}, true
 }
 
-// checkPassword checks pw with the attempt's backend, or the local hash.
+// checkPassword checks pw with the attempt's backend, or the local hash,
+// and teaches the pacer how long a password check takes.
 func (v *Verifier) checkPassword(ctx context.Context, a *Attempt, acct *account, pw string) Reason {
+	start := time.Now()
 	var err error
-	if a.Password != nil && acct != v.decoy {
+	if a.Password != nil {
 		err = a.Password.CheckPassword(ctx, acct.user.Name, pw)
 	} else {
 		err = checkLocal(acct.user.PasswordHash, pw)
 	}
 	switch {
 	case err == nil:
+		v.pacer.observe(a.Password != nil, time.Since(start))
 		return ""
 	case errors.Is(err, ErrBadPassword):
+		v.pacer.observe(a.Password != nil, time.Since(start))
 		return ReasonBadPassword
+	case errors.Is(err, ErrBusy):
+		return ReasonBusy
 	case errors.Is(err, ErrUnavailable):
 		return ReasonUnavailable
 	default:
@@ -331,20 +359,55 @@ func (v *Verifier) checkPassword(ctx context.Context, a *Attempt, acct *account,
 	}
 }
 
+// checkIdentity makes sure that the account the password backend
+// authenticated is the one the decision was made for. A directory maps
+// many forms of a name (escaped DN values, spaces, other case rules) to
+// one entry; stepgate must never let "uid=alice\20" in as an unenrolled
+// stranger when the directory took it for the enrolled alice.
+func (v *Verifier) checkIdentity(ctx context.Context, a *Attempt, name string) Reason {
+	id, ok := a.Password.(Identifier)
+	if !ok {
+		return ""
+	}
+	got, err := id.Identity(ctx)
+	switch {
+	case errors.Is(err, ErrUnavailable):
+		return ReasonUnavailable
+	case err != nil:
+		v.audit.Warn("upstream identity unknown; refusing", "user", name, "err", err)
+		return ReasonIdentity
+	case len(got) == 0:
+		v.audit.Warn("upstream identity unknown; refusing", "user", name)
+		return ReasonIdentity
+	}
+	for _, g := range got {
+		if c, err := username.Canonical(g); err != nil || c != name {
+			v.audit.Warn("upstream authenticated another account; refusing", "user", name, "upstream_user", g)
+			return ReasonIdentity
+		}
+	}
+	return ""
+}
+
 // check runs steps 4 to 9 for an attempt that has no session.
-func (v *Verifier) check(ctx context.Context, a *Attempt, acct *account, key session.Key) Decision {
-	// 4.-5. Accounts that cannot sign in run the same work as those that
-	// can, against the decoy, and fail with the same answer.
+func (v *Verifier) check(ctx context.Context, a *Attempt, acct *account, key session.Key, valid bool) Decision {
+	// 4.-5. Accounts that cannot sign in run the code check against the
+	// decoy and fail with the same answer; the pacer makes them take as
+	// long as a password check would.
 	forced := Reason("")
 	switch {
+	case !valid:
+		forced = ReasonBadName
 	case acct == nil && a.Password != nil && v.policy == PolicyAllow:
-		// Known upstream but not to stepgate: not enrolled.
+		// Known upstream but not to stepgate: not enrolled. The
+		// identity check after the upstream check makes sure that the
+		// upstream did not take the name for an enrolled account.
 		return v.passwordOnly(ctx, a, &account{user: &store.User{Name: a.User}}, key)
 	case acct == nil:
 		forced = ReasonUnknownUser
 	case acct.user.Disabled:
 		forced = ReasonDisabled
-	case acct.user.Service && a.Protocol != "ldap":
+	case acct.user.Service && !a.ServiceAccounts:
 		forced = ReasonServiceOnly
 	case acct.user.Service:
 		return v.passwordOnly(ctx, a, acct, key)
@@ -407,12 +470,13 @@ func (v *Verifier) check(ctx context.Context, a *Attempt, acct *account, key ses
 		}
 		switch {
 		case forced != "":
-			if fresh || use != nil { // cannot happen with the decoy's random secret
-				return deny(forced)
-			}
+			return deny(forced) // the decoy's random secret matches nothing
 		case fresh || use != nil:
 			if r := v.checkPassword(ctx, a, acct, parts.Password); r != "" {
 				// A wrong password does not burn the code.
+				return deny(r)
+			}
+			if r := v.checkIdentity(ctx, a, acct.user.Name); r != "" {
 				return deny(r)
 			}
 			if fresh {
@@ -427,29 +491,26 @@ func (v *Verifier) check(ctx context.Context, a *Attempt, acct *account, key ses
 			return deny(ReasonReplayed)
 		}
 	}
-
-	// 8. No valid code: when the whole string is the right password and the
-	// user can receive a code, send one.
-	if v.sender != nil && (forced != "" || v.sender.CanSend(ctx, acct.user)) {
-		// An upstream backend is only asked when no code-shaped tail was
-		// sent, so a wrong code still never reaches it.
-		if a.Password == nil || !parts.HasCode || forced != "" {
-			r := v.checkPassword(ctx, a, acct, a.Secret)
-			if forced != "" {
-				return deny(forced)
-			}
-			if r == ReasonUnavailable || r == ReasonError {
-				return deny(r)
-			}
-			if r == "" {
-				if msg, ok := v.sender.Send(ctx, acct.user, a.Remote); ok {
-					return Decision{Result: Deny, Reason: ReasonCodeSent, Message: msg}
-				}
-			}
-		}
-	}
 	if forced != "" {
 		return deny(forced)
+	}
+
+	// 8. No valid code: when the whole string is the right password and the
+	// user can receive a code, send one. An upstream backend is only
+	// asked when no code-shaped tail was sent, so a wrong code still never
+	// reaches it.
+	if v.sender != nil && (a.Password == nil || !parts.HasCode) && v.sender.CanSend(ctx, acct.user) {
+		switch r := v.checkPassword(ctx, a, acct, a.Secret); r {
+		case "":
+			if r := v.checkIdentity(ctx, a, acct.user.Name); r != "" {
+				return deny(r)
+			}
+			if msg, ok := v.sender.Send(ctx, acct.user, a.Remote); ok {
+				return Decision{Result: Deny, Reason: ReasonCodeSent, Message: msg}
+			}
+		case ReasonUnavailable, ReasonError, ReasonBusy:
+			return deny(r)
+		}
 	}
 	if parts.HasCode {
 		return deny(ReasonBadCode)
@@ -482,6 +543,9 @@ func (v *Verifier) consume(ctx context.Context, acct *account, auth *authenticat
 // accounts, and accounts without two-step under policy allow.
 func (v *Verifier) passwordOnly(ctx context.Context, a *Attempt, acct *account, key session.Key) Decision {
 	if r := v.checkPassword(ctx, a, acct, a.Secret); r != "" {
+		return deny(r)
+	}
+	if r := v.checkIdentity(ctx, a, acct.user.Name); r != "" {
 		return deny(r)
 	}
 	return v.open(a, acct.user, key, len(a.Secret), ReasonPasswordOnly)

@@ -30,7 +30,7 @@ func newEnv(t *testing.T, configure ...func(*verifier.Config)) *verifiertest.Env
 }
 
 func attempt(user, secret string) verifier.Attempt {
-	return verifier.Attempt{Protocol: "ldap", User: user, Secret: secret, Remote: "192.0.2.10"}
+	return verifier.Attempt{Protocol: "ldap", User: user, Secret: secret, Remote: "192.0.2.10", ServiceAccounts: true}
 }
 
 func verify(e *verifiertest.Env, a verifier.Attempt) verifier.Decision {
@@ -152,7 +152,7 @@ func TestServiceAccount(t *testing.T) {
 	e.AddUser(t, "nextcloud", "svc-pass", func(n *store.NewUser) { n.Service = true })
 	want(t, verify(e, attempt("nextcloud", "svc-pass")), verifier.Allow, verifier.ReasonPasswordOnly)
 	a := attempt("nextcloud", "svc-pass")
-	a.Protocol = "imap"
+	a.Protocol, a.ServiceAccounts = "imap", false
 	want(t, verify(e, a), verifier.Deny, verifier.ReasonServiceOnly)
 }
 

@@ -272,8 +272,8 @@ func (c *conn) signIn(ctx context.Context, tag, user, pass string) (bool, func(c
 		c.writeLine("%s NO [AUTHENTICATIONFAILED] %s", tag, genericFailure)
 		return false, nil
 	}
-	a := verifier.Attempt{Protocol: "imap", User: user, Secret: pass, Remote: c.remote, TLS: c.tls}
-	chk := &checker{c: c, ctx: ctx}
+	a := verifier.Attempt{Protocol: "imap", User: accountName(c.s.cfg.LoginFormat, user), Secret: pass, Remote: c.remote, TLS: c.tls}
+	chk := &checker{c: c, ctx: ctx, login: user}
 	master := c.s.up.MasterUser != ""
 	if !master {
 		a.Password = chk
@@ -301,7 +301,7 @@ func (c *conn) signIn(ctx context.Context, tag, user, pass string) (bool, func(c
 			if master {
 				err = up.login(c.s.up.MasterUser, c.s.up.MasterPassword, d.User)
 			} else {
-				err = up.login(d.User, pass, "")
+				err = up.login(user, pass, "")
 			}
 			if err != nil {
 				up.close()
@@ -379,14 +379,18 @@ type checker struct {
 	c   *conn
 	ctx context.Context
 	up  *upConn
+	// login is the name exactly as the client gave it: the mail server
+	// maps it to a mailbox its own way, which imap.login_format mirrors.
+	login string
 }
 
-// CheckPassword logs in to the mail server as user with password.
-func (k *checker) CheckPassword(ctx context.Context, user, password string) error {
+// CheckPassword logs in to the mail server with the client's login name
+// and password; the account name the verifier passes is stepgate's.
+func (k *checker) CheckPassword(ctx context.Context, _, password string) error {
 	k.drop()
 	up, err := k.c.s.up.dial(ctx, k.c.raw.RemoteAddr())
 	if err == nil {
-		if err = up.login(user, password, ""); err != nil {
+		if err = up.login(k.login, password, ""); err != nil {
 			up.close()
 		}
 	}

@@ -284,7 +284,8 @@ func (c *conn) bind(ctx context.Context, b *bindRequest) result {
 		return c.proxyBind(ctx, b, &prev)
 	}
 	user := c.s.bindUser(b.name)
-	d := c.s.v.Verify(ctx, verifier.Attempt{Protocol: "ldap", User: user, Secret: b.password, Remote: c.remote, TLS: c.tls})
+	d := c.s.v.Verify(ctx, verifier.Attempt{Protocol: "ldap", User: user, Secret: b.password, Remote: c.remote, TLS: c.tls,
+		ServiceAccounts: true})
 	switch {
 	case d.Allowed():
 	case d.Unavailable():

@@ -192,7 +192,8 @@ func (c *conn) proxyBind(ctx context.Context, b *bindRequest, prev **goldap.Conn
 	chk := &upstreamBind{c: c, dn: dn, reuse: *prev}
 	*prev = nil
 	defer chk.dropReuse()
-	d := c.s.v.Verify(ctx, verifier.Attempt{Protocol: "ldap", User: user, Secret: b.password, Remote: c.remote, TLS: c.tls, Password: chk})
+	d := c.s.v.Verify(ctx, verifier.Attempt{Protocol: "ldap", User: user, Secret: b.password, Remote: c.remote, TLS: c.tls,
+		Password: chk, ServiceAccounts: true})
 	switch {
 	case d.Allowed() && chk.up != nil:
 	case d.Unavailable():
@@ -335,6 +336,41 @@ func (u *upstreamBind) CheckPassword(ctx context.Context, _ string, password str
 	}
 	u.up = up
 	return nil
+}
+
+// Identity reads the user attribute of the entry the bind authenticated,
+// on the bound connection: the directory's own word for who signed in,
+// whatever form of the name the client used. A directory that does not
+// let users read their own entry is asked "Who am I?" (RFC 4532) instead,
+// and the first RDN of the DN it names is taken when it is the user
+// attribute.
+func (u *upstreamBind) Identity(ctx context.Context) ([]string, error) {
+	if u.up == nil {
+		return nil, errors.New("no upstream bind")
+	}
+	attr := u.c.s.proxy.userAttr
+	res, err := u.up.Search(goldap.NewSearchRequest(u.dn, goldap.ScopeBaseObject, goldap.NeverDerefAliases, 1,
+		int(u.c.s.proxy.timeout.Seconds()), false, "(objectClass=*)", []string{attr}, nil))
+	if err != nil && networkFailure(err) {
+		return nil, fmt.Errorf("%w: reading the bound entry: %v", verifier.ErrUnavailable, err)
+	}
+	if err == nil && len(res.Entries) == 1 {
+		if vs := res.Entries[0].GetEqualFoldAttributeValues(attr); len(vs) > 0 {
+			return vs, nil
+		}
+	}
+	who, err := u.up.WhoAmI(nil)
+	if err != nil {
+		if networkFailure(err) {
+			return nil, fmt.Errorf("%w: who am I: %v", verifier.ErrUnavailable, err)
+		}
+		return nil, fmt.Errorf("the directory let the user read neither its %s nor who it is: %w", attr, err)
+	}
+	dn, err := goldap.ParseDN(strings.TrimPrefix(who.AuthzID, "dn:"))
+	if err != nil || len(dn.RDNs) == 0 || len(dn.RDNs[0].Attributes) != 1 || !strings.EqualFold(dn.RDNs[0].Attributes[0].Type, attr) {
+		return nil, fmt.Errorf("the directory named the bound user %q, which is not a %s DN", who.AuthzID, attr)
+	}
+	return []string{dn.RDNs[0].Attributes[0].Value}, nil
 }
 
 func (u *upstreamBind) drop() {

@@ -1,0 +1,60 @@
+// Package username turns the many forms in which a user name arrives
+// (case variants, full-width letters, compatibility characters) into the
+// one form that names an account: the PRECIS UsernameCaseMapped profile of
+// RFC 8265. Every place where a name becomes an account (the store, the
+// verifier's cache, session keys, failure counters, the CLI) goes through
+// Canonical, so that two forms of one name can never be two accounts, and
+// a crafted form can never make a real account look unknown.
+package username
+
+import (
+	"errors"
+	"fmt"
+	"unicode/utf8"
+
+	"golang.org/x/text/secure/precis"
+)
+
+// MaxBytes bounds a name before the profile runs on it: no account name is
+// longer, and the profile's work grows with its input.
+const MaxBytes = 256
+
+// ErrInvalid is wrapped by every error Canonical returns.
+var ErrInvalid = errors.New("not a valid user name")
+
+// Canonical returns the canonical form of name, or an error wrapping
+// ErrInvalid when the profile rejects it (spaces, control characters,
+// symbols outside the identifier class, an empty result). The error never
+// quotes the name: it may come from an attacker and end up in a log.
+func Canonical(name string) (string, error) {
+	if name == "" {
+		return "", fmt.Errorf("%w: empty", ErrInvalid)
+	}
+	if len(name) > MaxBytes {
+		return "", fmt.Errorf("%w: longer than %d bytes", ErrInvalid, MaxBytes)
+	}
+	if !utf8.ValidString(name) {
+		return "", fmt.Errorf("%w: not UTF-8", ErrInvalid)
+	}
+	out, err := precis.UsernameCaseMapped.String(name)
+	if err != nil {
+		return "", fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	// The profile is meant to be idempotent; a form that changes again is
+	// not one we can use as a key.
+	if again, err := precis.UsernameCaseMapped.String(out); err != nil || again != out {
+		return "", fmt.Errorf("%w: not stable under the profile", ErrInvalid)
+	}
+	return out, nil
+}
+
+// Same reports whether a and b name the same account. Names the profile
+// rejects are never the same as anything.
+func Same(a, b string) bool {
+	ca, err := Canonical(a)
+	if err != nil {
+		return false
+	}
+	cb, err := Canonical(b)
+	return err == nil && ca == cb
+}
