@@ -35,7 +35,15 @@ type rig struct {
 
 func newRig(t testing.TB, mod func(*config.LDAP), tlsCfg *tls.Config) *rig {
 	t.Helper()
-	e := verifiertest.New(t, verifiertest.Options{Clock: verifiertest.NewClock(time.Now())})
+	return newRigWith(t, mod, tlsCfg, verifiertest.Options{})
+}
+
+// newRigWith is newRig with the verifier's and the session store's
+// configuration changed by opts (its clock is set here).
+func newRigWith(t testing.TB, mod func(*config.LDAP), tlsCfg *tls.Config, opts verifiertest.Options) *rig {
+	t.Helper()
+	opts.Clock = verifiertest.NewClock(time.Now())
+	e := verifiertest.New(t, opts)
 	cfg := config.Default().LDAP
 	cfg.Listen = "127.0.0.1:0"
 	if mod != nil {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/stepgate/stepgate/internal/config"
 	"github.com/stepgate/stepgate/internal/testenv/slapd"
+	"github.com/stepgate/stepgate/internal/verifier/verifiertest"
 )
 
 // proxyRig is stepgate in proxy mode in front of a real slapd.
@@ -20,17 +21,27 @@ type proxyRig struct {
 
 func newProxyRig(t *testing.T) *proxyRig {
 	t.Helper()
+	return newProxyRigWith(t, verifiertest.Options{})
+}
+
+// newProxyRigWith is newProxyRig with the verifier's and the session
+// store's configuration changed by opts.
+func newProxyRigWith(t *testing.T, opts verifiertest.Options, extraLDIF ...string) *proxyRig {
+	t.Helper()
 	var ldif strings.Builder
 	ldif.WriteString(slapd.Person{UID: "alice", CN: "Alice Liddell", Mail: "alice@example.org", Password: "slapd-pass"}.LDIF())
 	ldif.WriteString(slapd.Person{UID: "app", Password: "app-pass"}.LDIF())
 	for i := 0; i < 50; i++ {
-		ldif.WriteString(slapd.Person{UID: fmt.Sprintf("user%02d", i), Mail: fmt.Sprintf("user%02d@example.org", i)}.LDIF())
+		ldif.WriteString(slapd.Person{UID: fmt.Sprintf("user%02d", i), Mail: fmt.Sprintf("user%02d@example.org", i), Password: fmt.Sprintf("user%02d-pass", i)}.LDIF())
+	}
+	for _, x := range extraLDIF {
+		ldif.WriteString(x)
 	}
 	sd := slapd.Start(t, slapd.Options{LDIF: ldif.String()})
-	r := newRig(t, func(c *config.LDAP) {
+	r := newRigWith(t, func(c *config.LDAP) {
 		c.Upstream = &config.LDAPUpstream{URLs: []string{"ldap://127.0.0.1:1", sd.URL()}, // the first is dead: failover
 			PassthroughDNs: []string{"uid=app,ou=people," + base}, Timeout: config.Duration(5 * time.Second)}
-	}, nil)
+	}, nil, opts)
 	return &proxyRig{rig: r, sd: sd}
 }
 
