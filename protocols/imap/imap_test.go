@@ -44,7 +44,15 @@ func newRig(t testing.TB, users map[string]string) *rig {
 
 func newRigFor(t testing.TB, dc *dovecot.Server, up Upstream, tlsCfg *tls.Config, mod func(*config.IMAP)) *rig {
 	t.Helper()
-	e := verifiertest.New(t, verifiertest.Options{Clock: verifiertest.NewClock(time.Now())})
+	return newRigWith(t, dc, up, tlsCfg, mod, verifiertest.Options{})
+}
+
+// newRigWith is newRigFor with the verifier's and the session store's
+// configuration changed by opts (its clock is set here).
+func newRigWith(t testing.TB, dc *dovecot.Server, up Upstream, tlsCfg *tls.Config, mod func(*config.IMAP), opts verifiertest.Options) *rig {
+	t.Helper()
+	opts.Clock = verifiertest.NewClock(time.Now())
+	e := verifiertest.New(t, opts)
 	cfg := config.Default().IMAP
 	cfg.Listen = "127.0.0.1:0"
 	if mod != nil {

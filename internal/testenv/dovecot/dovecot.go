@@ -28,6 +28,9 @@ type Options struct {
 	MasterUser, MasterPassword string
 	// PassDB, when set, replaces the passdb block (e.g. an LDAP passdb).
 	PassDB string
+	// UsernameFormat, when set, is auth_username_format: how Dovecot maps
+	// a login name before looking it up ("%Ln": lower case, no domain).
+	UsernameFormat string
 }
 
 // Server is a running (or stopped) Dovecot.
@@ -87,12 +90,15 @@ func Start(t testing.TB, o Options) *Server {
 		passdb = o.PassDB
 	}
 	master := ""
+	if o.UsernameFormat != "" {
+		master = "auth_username_format = " + o.UsernameFormat + "\n"
+	}
 	if o.MasterUser != "" {
 		mf := filepath.Join(dir, "masters")
 		if err := os.WriteFile(mf, []byte(fmt.Sprintf("%s:{PLAIN}%s\n", o.MasterUser, o.MasterPassword)), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		master = fmt.Sprintf("auth_master_user_separator = *\npassdb {\n  driver = passwd-file\n  master = yes\n  args = %s\n  pass = yes\n}\n", mf)
+		master += fmt.Sprintf("auth_master_user_separator = *\npassdb {\n  driver = passwd-file\n  master = yes\n  args = %s\n  pass = yes\n}\n", mf)
 	}
 	conf := fmt.Sprintf(`base_dir = %[1]s/run
 state_dir = %[1]s/state
