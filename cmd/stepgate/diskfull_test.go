@@ -2,64 +2,16 @@ package main_test
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/stepgate/stepgate/internal/testenv"
 )
-
-// mountTmpfs mounts a tmpfs of size bytes on a new folder and unmounts it
-// when the test ends (after everything registered later, the server
-// included, has stopped).
-func mountTmpfs(t *testing.T, size int) string {
-	t.Helper()
-	dir := t.TempDir()
-	out, err := exec.Command("mount", "-t", "tmpfs", "-o", fmt.Sprintf("size=%d,mode=0700", size), "tmpfs", dir).CombinedOutput()
-	if err != nil {
-		msg := fmt.Sprintf("INTEGRATION TEST SKIPPED: cannot mount a tmpfs (needs root): %v: %s", err, out)
-		if testenv.Required() {
-			t.Fatal(msg + "; STEPGATE_REQUIRE_INTEGRATION=1 makes this a failure")
-		}
-		t.Skip(msg)
-	}
-	t.Cleanup(func() {
-		if out, err := exec.Command("umount", dir).CombinedOutput(); err != nil {
-			t.Errorf("umount %s: %v: %s", dir, err, out)
-		}
-	})
-	return dir
-}
-
-// fill writes a file in dir until the file system says ENOSPC.
-func fill(t *testing.T, dir string) string {
-	t.Helper()
-	path := filepath.Join(dir, "filler")
-	f, err := os.Create(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	for _, n := range []int{1 << 16, 1 << 12, 1} {
-		buf := make([]byte, n)
-		for {
-			_, err := f.Write(buf)
-			if errors.Is(err, syscall.ENOSPC) {
-				break
-			}
-			if err != nil {
-				t.Fatalf("filling %s: %v", dir, err)
-			}
-		}
-	}
-	return path
-}
 
 // TestFullDiskDoesNotBurnCode: when the replay record of a first sign-in
 // cannot be written (the data folder is full), the bind answers
@@ -68,7 +20,7 @@ func fill(t *testing.T, dir string) string {
 // ready by itself and the very same password and code sign in.
 func TestFullDiskDoesNotBurnCode(t *testing.T) {
 	testenv.NeedPrograms(t, "ldapwhoami", "curl")
-	dir := filepath.Join(mountTmpfs(t, 16<<20), "data")
+	dir := filepath.Join(testenv.Tmpfs(t, 16<<20), "data")
 	const pw = "classmate"
 	must(t, run(t, dir, pw+"\n", "user", "add", "alice", "--password-stdin"))
 	var enrolled struct{ Secret string }
@@ -97,7 +49,7 @@ func TestFullDiskDoesNotBurnCode(t *testing.T) {
 
 	// Filled after start-up: the server's database was opened with room,
 	// so only the write that records the used code meets the full disk.
-	filler := fill(t, filepath.Dir(dir))
+	filler := testenv.Fill(t, filepath.Dir(dir))
 	dn := "uid=alice,ou=people,dc=example,dc=org"
 	// The next step's code: unused (the confirm used this step's) and
 	// accepted for at least a minute.
