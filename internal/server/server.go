@@ -25,6 +25,10 @@ import (
 	"github.com/stepgate/stepgate/internal/verifier"
 )
 
+// storeProbeInterval is how often a store whose writes failed tries a
+// small write, so that /readyz turns ready again soon after space is freed.
+const storeProbeInterval = 2 * time.Second
+
 // Options configure Run.
 type Options struct {
 	Config  *config.Config // validated
@@ -181,6 +185,7 @@ func Run(ctx context.Context, opts Options) error {
 	stop := make(chan struct{})
 	go core.Sessions.RunSweeper(time.Minute, stop)
 	go core.Verifier.RunRefresher(time.Second, stop)
+	go core.Store.RunHealthProbe(storeProbeInterval, log, stop)
 	defer close(stop)
 
 	var addrs Addrs
@@ -209,7 +214,15 @@ func Run(ctx context.Context, opts Options) error {
 			return fmt.Errorf("admin.listen %s: %w", cfg.Admin.Listen, err)
 		}
 		addrs.Admin = l.Addr().String()
-		srv := admin.NewHTTPServer(admin.Endpoint(core.Metrics.Handler(), fe.ready))
+		ready := func(ctx context.Context) error {
+			// A store that cannot record a used code answers every first
+			// sign-in with unavailable: a load balancer should look elsewhere.
+			if err := core.Store.Healthy(); err != nil {
+				return err
+			}
+			return fe.ready(ctx)
+		}
+		srv := admin.NewHTTPServer(admin.Endpoint(core.Metrics.Handler(), ready))
 		httpServers = append(httpServers, srv)
 		goServe("admin endpoint", func() error { return srv.Serve(l) })
 		log.Info("listening", "service", "admin", "addr", addrs.Admin, "paths", "/healthz /readyz /metrics")

@@ -50,6 +50,7 @@ func (s *Store) UnusedRecoveryCode(ctx context.Context, userID int64, hash strin
 // used already (by another process too) or is gone with its set.
 func (s *Store) UseRecoveryCode(ctx context.Context, id int64) (bool, error) {
 	res, err := s.db.ExecContext(ctx, `UPDATE recovery_codes SET used_at = ? WHERE id = ? AND used_at = 0`, unix(s.now()), id)
+	s.noteWrite(err)
 	if err != nil {
 		return false, fmt.Errorf("recovery code %d: %w", id, err)
 	}

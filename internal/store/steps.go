@@ -40,7 +40,8 @@ type stepRequest struct {
 
 type stepCommitter struct {
 	db     *sql.DB
-	update *sql.Stmt // used only by run's goroutine
+	note   func(error) // told how each commit went (store health)
+	update *sql.Stmt   // used only by run's goroutine
 	in     chan *stepRequest
 	quit   chan struct{}
 	wg     sync.WaitGroup
@@ -50,8 +51,8 @@ type stepCommitter struct {
 // maxBatch bounds one group commit.
 const maxBatch = 512
 
-func newStepCommitter(db *sql.DB) *stepCommitter {
-	c := &stepCommitter{db: db, in: make(chan *stepRequest, maxBatch), quit: make(chan struct{})}
+func newStepCommitter(db *sql.DB, note func(error)) *stepCommitter {
+	c := &stepCommitter{db: db, note: note, in: make(chan *stepRequest, maxBatch), quit: make(chan struct{})}
 	c.wg.Add(1)
 	go c.run()
 	return c
@@ -133,6 +134,7 @@ func (c *stepCommitter) commit(batch []*stepRequest) {
 		stmt.Close()
 		return tx.Commit()
 	}()
+	c.note(err)
 	for i, r := range batch {
 		if err != nil {
 			r.done <- fmt.Errorf("recording a used time step: %w", err)

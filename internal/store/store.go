@@ -41,6 +41,7 @@ type Store struct {
 	sealer *seal.Sealer
 	now    func() time.Time
 	steps  *stepCommitter
+	health health
 	// Prepared once: parsing SQL costs more than running these on the
 	// sign-in path.
 	stmtUser, stmtGroups, stmtAuths, stmtAuthsConfirmed, stmtAccount *sql.Stmt
@@ -88,7 +89,7 @@ func Open(ctx context.Context, path string, sealer *seal.Sealer, opts Options) (
 		db.Close()
 		return nil, err
 	}
-	s.steps = newStepCommitter(s.db)
+	s.steps = newStepCommitter(s.db, s.noteWrite)
 	return s, nil
 }
 

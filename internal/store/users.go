@@ -338,9 +338,12 @@ func (s *Store) tx(ctx context.Context, fn func(*sql.Tx) error) error {
 	}
 	if err := fn(tx); err != nil {
 		tx.Rollback()
+		s.noteWrite(err)
 		return err
 	}
-	return tx.Commit()
+	err = tx.Commit()
+	s.noteWrite(err)
+	return err
 }
 
 func isUnique(err error) bool {

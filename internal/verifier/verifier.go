@@ -526,6 +526,7 @@ func (v *Verifier) consume(ctx context.Context, acct *account, auth *authenticat
 		acct.mu.Unlock()
 		return ReasonReplayed
 	}
+	prev := auth.lastStep
 	auth.lastStep = step
 	acct.mu.Unlock()
 	switch err := v.st.ConsumeStep(ctx, auth.id, step); {
@@ -534,8 +535,15 @@ func (v *Verifier) consume(ctx context.Context, acct *account, auth *authenticat
 	case errors.Is(err, store.ErrStepUsed):
 		return ReasonReplayed
 	default:
+		// Not on disk, so not used: a full disk must not burn the code.
+		// Put the guard back unless another attempt moved it on since.
+		acct.mu.Lock()
+		if auth.lastStep == step {
+			auth.lastStep = prev
+		}
+		acct.mu.Unlock()
 		v.audit.Error("recording used code", "user", acct.user.Name, "err", err)
-		return ReasonError
+		return ReasonUnavailable
 	}
 }
 

@@ -1,0 +1,40 @@
+package verifier_test
+
+import (
+	"context"
+	"database/sql"
+	"path/filepath"
+	"testing"
+
+	"github.com/stepgate/stepgate/internal/verifier"
+)
+
+// TestUnrecordedCodeIsNotUsed: when the used code cannot be written (here
+// a trigger refuses the write, as a full disk would), the attempt is
+// unavailable, not a replay, no failure is counted (more attempts than
+// the lockout budget), and the same string signs in once writes work.
+func TestUnrecordedCodeIsNotUsed(t *testing.T) {
+	e := newEnv(t)
+	alice := e.AddEnrolled(t, "alice", "classmate")
+	// A second connection to the same file, as another process would have.
+	db, err := sql.Open("sqlite", "file:"+filepath.Join(e.Dir, "stepgate.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	ctx := context.Background()
+	if _, err := db.ExecContext(ctx, `CREATE TRIGGER refuse BEFORE UPDATE OF last_step ON authenticators
+		BEGIN SELECT RAISE(ABORT, 'write refused by the test'); END`); err != nil {
+		t.Fatal(err)
+	}
+	secret := "classmate" + alice.Code(t)
+	for range 7 {
+		want(t, verify(e, attempt("alice", secret)), verifier.Deny, verifier.ReasonUnavailable)
+	}
+	if _, err := db.ExecContext(ctx, `DROP TRIGGER refuse`); err != nil {
+		t.Fatal(err)
+	}
+	want(t, verify(e, attempt("alice", secret)), verifier.Allow, verifier.ReasonCode)
+	// And now it is used.
+	want(t, verify(e, attempt("alice", "classmate;"+alice.Code(t))), verifier.Deny, verifier.ReasonReplayed)
+}
