@@ -20,17 +20,25 @@ import (
 	"github.com/stepgate/stepgate/internal/testenv/dovecot"
 )
 
-// enrollAt adds name with password pw and confirms an authenticator with
-// the code of time at; it returns the authenticator's secret.
-func enrollAt(t *testing.T, dir, name, pw string, at time.Time) string {
+// enrollConfirmedEarly adds name with password pw and confirms an
+// authenticator with the previous time step's code, leaving the current
+// and the next step's codes for the test. It returns the secret and the
+// time whose step is the current one.
+func enrollConfirmedEarly(t *testing.T, dir, name, pw string) (string, time.Time) {
 	t.Helper()
 	must(t, run(t, dir, pw+"\n", "user", "add", name, "--password-stdin"))
 	var enrolled struct{ Secret string }
 	if err := json.Unmarshal([]byte(must(t, run(t, dir, "", "user", "enroll", name, "--json")).stdout), &enrolled); err != nil {
 		t.Fatal(err)
 	}
-	must(t, run(t, dir, "", "user", "confirm", name, code(t, enrolled.Secret, at)))
-	return enrolled.Secret
+	// The previous step is in the window only until the step rolls over:
+	// start the confirmation well before that.
+	if left := 30 - time.Now().Unix()%30; left < 5 {
+		time.Sleep(time.Duration(left)*time.Second + 100*time.Millisecond)
+	}
+	now := time.Now()
+	must(t, run(t, dir, "", "user", "confirm", name, code(t, enrolled.Secret, now.Add(-30*time.Second))))
+	return enrolled.Secret, now
 }
 
 // listed returns how `user list --json` shows name.
@@ -59,10 +67,9 @@ func TestUserDisableClosesConnections(t *testing.T) {
 	testenv.NeedPrograms(t, "ldapwhoami", "dovecot")
 	dir := filepath.Join(t.TempDir(), "data")
 	const pw = "classmate"
-	now := time.Now()
 	// Three time steps in order, all within the default skew: the
 	// confirming code, the device's stored string, the fresh sign-in.
-	secret := enrollAt(t, dir, "alice", pw, now.Add(-30*time.Second))
+	secret, now := enrollConfirmedEarly(t, dir, "alice", pw)
 	stored := pw + code(t, secret, now)
 	fresh := pw + code(t, secret, now.Add(30*time.Second))
 
@@ -184,8 +191,7 @@ func imapLogin(t *testing.T, addr, secret string) error {
 func TestUserDisableWithoutServer(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "data")
 	const pw = "classmate"
-	now := time.Now()
-	secret := enrollAt(t, dir, "alice", pw, now.Add(-30*time.Second))
+	secret, now := enrollConfirmedEarly(t, dir, "alice", pw)
 
 	r := must(t, run(t, dir, "", "user", "disable", "alice"))
 	if !strings.Contains(r.stdout, "disabled alice; stepgate serve is not running") || r.stderr != "" {
