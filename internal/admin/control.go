@@ -187,7 +187,7 @@ func (c *Client) dialError(err error) error {
 func describeSocket(path string) string {
 	fi, err := os.Stat(path)
 	if err != nil {
-		return fmt.Sprintf("the data folder %s is closed to this user: %v", filepath.Dir(path), errors.Unwrap(err))
+		return fmt.Sprintf("the data folder %s is closed to this user", filepath.Dir(path))
 	}
 	owner := "an unknown owner"
 	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
