@@ -182,6 +182,10 @@ func TestUsageErrorsExit2(t *testing.T) {
 		{"user", "confirm", "alice"},
 		{"user", "delete", "alice"}, // no --yes
 		{"user", "disable-2sv", "alice"},
+		{"user", "disable"},
+		{"user", "disable", "alice", "bob"},
+		{"user", "enable"},
+		{"user", "enable", "alice", "--yes"},
 		{"check"},
 		{"session", "revoke"},
 		{"session", "revoke", "--user", "alice", "abcd"},

@@ -12,6 +12,10 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"syscall"
 	"time"
 
 	"github.com/stepgate/stepgate/internal/session"
@@ -161,6 +165,40 @@ func ListenControl(path string) (net.Listener, error) {
 // data folder's socket.
 var ErrNotRunning = errors.New("stepgate serve is not running on this data folder")
 
+// ErrPermission is returned by the client when the socket is there but
+// this user may not connect to it: the server runs, so "not running"
+// would send the administrator looking in the wrong place.
+var ErrPermission = errors.New("permission denied")
+
+// dialError tells apart a server that is not there (no socket, or one
+// that nobody listens on) from one this user may not reach.
+func (c *Client) dialError(err error) error {
+	switch {
+	case errors.Is(err, syscall.ENOENT), errors.Is(err, syscall.ECONNREFUSED):
+		return fmt.Errorf("%w (no server answers on %s)", ErrNotRunning, c.path)
+	case errors.Is(err, syscall.EACCES), errors.Is(err, syscall.EPERM):
+		return fmt.Errorf("control socket %s: %w (%s)", c.path, ErrPermission, describeSocket(c.path))
+	}
+	return fmt.Errorf("control socket %s: %w", c.path, err)
+}
+
+// describeSocket names the owner and mode of the socket, or the folder
+// that keeps this user from seeing it, so the message says whom to run as.
+func describeSocket(path string) string {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return fmt.Sprintf("the data folder %s is closed to this user", filepath.Dir(path))
+	}
+	owner := "an unknown owner"
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		owner = "uid " + strconv.FormatUint(uint64(st.Uid), 10)
+		if u, err := user.LookupId(strconv.FormatUint(uint64(st.Uid), 10)); err == nil {
+			owner = u.Username
+		}
+	}
+	return fmt.Sprintf("%s is %s's, mode %04o", filepath.Base(path), owner, fi.Mode().Perm())
+}
+
 // Client talks to a running server's control socket.
 type Client struct {
 	path string
@@ -195,7 +233,7 @@ func (c *Client) do(ctx context.Context, method, path string, body, out any) err
 	if err != nil {
 		var opErr *net.OpError
 		if errors.As(err, &opErr) && opErr.Op == "dial" {
-			return fmt.Errorf("%w (no server answers on %s)", ErrNotRunning, c.path)
+			return c.dialError(err)
 		}
 		return fmt.Errorf("control socket %s: %w", c.path, err)
 	}

@@ -55,7 +55,7 @@ func (a *app) withStore(ctx context.Context, fn func(*store.Store) error) error 
 func (a *app) userCommand() *cobra.Command {
 	return group("user", "Manage accounts and their authenticators",
 		a.userAddCommand(), a.userPasswdCommand(), a.userEnrollCommand(), a.userConfirmCommand(),
-		a.userListCommand(), a.userDisable2SVCommand(), a.userDeleteCommand(),
+		a.userListCommand(), a.userDisableCommand(), a.userEnableCommand(), a.userDisable2SVCommand(), a.userDeleteCommand(),
 		a.userMethodCommand(), a.userRecoveryCodesCommand())
 }
 
