@@ -99,7 +99,7 @@ func (s *Service) Left(ctx context.Context, user string) (int, error) {
 
 // Match reports whether code is an unused recovery code of u; use uses
 // it up (once, across processes) and alerts the owner.
-func (s *Service) Match(ctx context.Context, u *store.User, code string) (func() bool, bool) {
+func (s *Service) Match(ctx context.Context, u *store.User, code string) (func() (bool, error), bool) {
 	if !credential.IsRecoveryCode(code) || u.ID == 0 {
 		return nil, false
 	}
@@ -111,14 +111,15 @@ func (s *Service) Match(ctx context.Context, u *store.User, code string) (func()
 	if !ok {
 		return nil, false
 	}
-	return func() bool {
+	return func() (bool, error) {
 		used, err := s.st.UseRecoveryCode(ctx, id)
 		if err != nil {
+			// Not recorded, so not used: the code still works later.
 			s.log.Error("using a recovery code", "user", u.Name, "err", err)
-			return false
+			return false, err
 		}
 		if !used {
-			return false
+			return false, nil
 		}
 		left, err := s.st.RecoveryCodesLeft(ctx, u.ID)
 		if err != nil {
@@ -126,7 +127,7 @@ func (s *Service) Match(ctx context.Context, u *store.User, code string) (func()
 		}
 		s.log.Warn("recovery code used", "user", u.Name, "left", left)
 		s.alerts.Post(notify.Alert{Event: notify.EventRecoveryCodeUsed, User: u.Name, Detail: leftText(left)})
-		return true
+		return true, nil
 	}, true
 }
 

@@ -202,7 +202,7 @@ func orUnknown(s string) string {
 }
 
 // Match reports whether code is a live code sent to u; use uses it up.
-func (s *Service) Match(ctx context.Context, u *store.User, code string) (func() bool, bool) {
+func (s *Service) Match(ctx context.Context, u *store.User, code string) (func() (bool, error), bool) {
 	if len(code) != s.rule.Digits || credential.IsRecoveryCode(code) {
 		return nil, false
 	}
@@ -212,11 +212,11 @@ func (s *Service) Match(ctx context.Context, u *store.User, code string) (func()
 		// A password change since the send makes the code worthless.
 		return nil, false
 	}
-	return func() bool {
+	return func() (bool, error) {
 		if !s.sessions.UseSentCode(h) {
-			return false
+			return false, nil
 		}
 		s.log.Info("security code used", "user", u.Name, "method", c.Method)
-		return true
+		return true, nil
 	}, true
 }

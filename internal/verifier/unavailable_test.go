@@ -3,9 +3,12 @@ package verifier_test
 import (
 	"context"
 	"database/sql"
+	"log/slog"
 	"path/filepath"
 	"testing"
 
+	"github.com/stepgate/stepgate/internal/notify"
+	"github.com/stepgate/stepgate/internal/recovery"
 	"github.com/stepgate/stepgate/internal/verifier"
 )
 
@@ -37,4 +40,41 @@ func TestUnrecordedCodeIsNotUsed(t *testing.T) {
 	want(t, verify(e, attempt("alice", secret)), verifier.Allow, verifier.ReasonCode)
 	// And now it is used.
 	want(t, verify(e, attempt("alice", "classmate;"+alice.Code(t))), verifier.Deny, verifier.ReasonReplayed)
+}
+
+// TestUnrecordedRecoveryCodeIsNotUsed: the same for a recovery code.
+func TestUnrecordedRecoveryCodeIsNotUsed(t *testing.T) {
+	var rec *recovery.Service
+	e := newEnv(t, func(c *verifier.Config) {
+		rec = recovery.New(c.Store, notify.NewAlerter(c.Store, nil, notify.DefaultAlerts, notify.AlerterOptions{}),
+			slog.New(slog.DiscardHandler))
+		c.Codes = []verifier.CodeSource{rec}
+	})
+	e.AddEnrolled(t, "alice", "classmate")
+	ctx := context.Background()
+	codes, err := rec.Generate(ctx, "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	db, err := sql.Open("sqlite", "file:"+filepath.Join(e.Dir, "stepgate.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.ExecContext(ctx, `CREATE TRIGGER refuse BEFORE UPDATE ON recovery_codes
+		BEGIN SELECT RAISE(ABORT, 'write refused by the test'); END`); err != nil {
+		t.Fatal(err)
+	}
+	secret := "classmate" + codes[0]
+	for range 7 {
+		want(t, verify(e, attempt("alice", secret)), verifier.Deny, verifier.ReasonUnavailable)
+	}
+	if _, err := db.ExecContext(ctx, `DROP TRIGGER refuse`); err != nil {
+		t.Fatal(err)
+	}
+	want(t, verify(e, attempt("alice", secret)), verifier.Allow, verifier.ReasonCode)
+	e.Sessions.RevokeUser("alice")
+	if d := verify(e, attempt("alice", secret)); d.Allowed() {
+		t.Fatal("a recovery code worked twice")
+	}
 }

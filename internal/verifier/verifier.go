@@ -36,8 +36,9 @@ const (
 type CodeSource interface {
 	// Match reports whether code is currently valid for u. On a match it
 	// returns use, which uses the code up (once the password is known to
-	// be right) and reports false when someone else used it first.
-	Match(ctx context.Context, u *store.User, code string) (use func() bool, ok bool)
+	// be right) and reports false when someone else used it first, or an
+	// error when the use could not be recorded (the code is then unused).
+	Match(ctx context.Context, u *store.User, code string) (use func() (bool, error), ok bool)
 }
 
 // CodeSender is the "send me a code" step (DESIGN.md step 8): a sign-in
@@ -459,7 +460,7 @@ func (v *Verifier) check(ctx context.Context, a *Attempt, acct *account, key ses
 			}
 		}
 		acct.mu.Unlock()
-		var use func() bool
+		var use func() (bool, error)
 		if !fresh && forced == "" {
 			for _, src := range v.codes {
 				if u, ok := src.Match(ctx, acct.user, parts.Code); ok {
@@ -483,7 +484,9 @@ func (v *Verifier) check(ctx context.Context, a *Attempt, acct *account, key ses
 				if r := v.consume(ctx, acct, auth, step); r != "" {
 					return deny(r)
 				}
-			} else if !use() {
+			} else if used, err := use(); err != nil {
+				return deny(ReasonUnavailable) // not recorded, so not used
+			} else if !used {
 				return deny(ReasonReplayed)
 			}
 			return v.open(a, acct.user, key, len(parts.Password), ReasonCode)

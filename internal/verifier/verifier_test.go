@@ -381,18 +381,18 @@ func (s *sender) Send(_ context.Context, u *store.User, _ string) (string, bool)
 	s.code = "424242"
 	return "Security code sent. Append it to your password.", true
 }
-func (s *sender) Match(_ context.Context, _ *store.User, code string) (func() bool, bool) {
+func (s *sender) Match(_ context.Context, _ *store.User, code string) (func() (bool, error), bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.code == "" || code != s.code {
 		return nil, false
 	}
-	return func() bool {
+	return func() (bool, error) {
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		ok := s.code != ""
 		s.code = ""
-		return ok
+		return ok, nil
 	}, true
 }
 
