@@ -177,6 +177,8 @@ func TestUsageErrorsExit2(t *testing.T) {
 		{"user", "add"},
 		{"user", "add", "alice"}, // no --password-stdin
 		{"user", "add", "al ice", "--password-stdin"},
+		{"user", "add", "alice​", "--password-stdin"}, // invisible: the name profile refuses it
+		{"user", "add", "alice@example.org", "--password-stdin"},
 		{"user", "add", "alice", "--password-stdin", "--phone", "12345"},
 		{"user", "enroll", "alice", "--nope"},
 		{"user", "confirm", "alice"},
@@ -196,6 +198,24 @@ func TestUsageErrorsExit2(t *testing.T) {
 		if r.code != 2 || !strings.Contains(r.stderr, "Usage:") {
 			t.Errorf("stepgate %v: exit %d, stderr %q; want 2 with usage", args, r.code, r.stderr)
 		}
+	}
+}
+
+// TestUserAddCanonicalName: an account is stored under its canonical
+// name, and every other form of it names the same account.
+func TestUserAddCanonicalName(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	if r := run(t, dir, "pw\n", "user", "add", "ＡＬＩＣＥ", "--password-stdin"); r.code != 0 || !strings.Contains(r.stdout, "added user alice") {
+		t.Fatalf("user add ＡＬＩＣＥ: %+v", r)
+	}
+	if r := run(t, dir, "pw\n", "user", "add", "Alice", "--password-stdin"); r.code == 0 {
+		t.Fatalf("a second form of alice was added as another account: %+v", r)
+	}
+	if r := run(t, dir, "", "user", "list"); r.code != 0 || strings.Count(r.stdout, "alice") != 1 || strings.Contains(r.stdout, "Alice") {
+		t.Fatalf("user list: %+v", r)
+	}
+	if r := run(t, dir, "", "user", "disable", "ALICE"); r.code != 0 {
+		t.Fatalf("user disable ALICE: %+v", r)
 	}
 }
 
