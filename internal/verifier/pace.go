@@ -14,43 +14,65 @@ import (
 // code costs a hash or an upstream round trip. The delay is a sleep, not
 // work: it holds a goroutine, not a CPU.
 //
-// The target is a moving average of the password checks that actually
-// ran, one for local hashes and one for upstream backends (an LDAP bind,
-// an IMAP login), since the two differ by orders of magnitude. This is
-// how Authelia hides which first-factor step failed.
+// The target is a moving average of the wrong passwords that were
+// actually checked, one for local hashes and one for upstream backends (an
+// LDAP bind, an IMAP login), since the two differ by orders of magnitude,
+// and an upstream may answer a wrong password more slowly than a right one
+// (Dovecot waits auth_failure_delay). Until a wrong password has been
+// seen, right ones stand in. This is how Authelia hides which
+// first-factor step failed.
 type pacer struct {
-	local, upstream atomic.Int64 // nanoseconds, exponentially weighted
+	local, upstream averages
 }
 
-// maxPace bounds the delay, so that a slow upstream (timeouts are not
-// observed, but a crawling one is) cannot make failures hang.
-const maxPace = 2 * time.Second
+type averages struct {
+	failed, passed average
+}
 
-// observe feeds one password check that ran to its end (right or wrong
-// password; not an unreachable backend) into the average.
-func (p *pacer) observe(upstream bool, d time.Duration) {
-	avg := &p.local
-	if upstream {
-		avg = &p.upstream
-	}
+// average is an exponentially weighted moving average in nanoseconds.
+type average struct{ ns atomic.Int64 }
+
+func (a *average) add(d time.Duration) {
 	for {
-		old := avg.Load()
+		old := a.ns.Load()
 		next := int64(d)
 		if old != 0 {
 			next = old + (int64(d)-old)/8
 		}
-		if avg.CompareAndSwap(old, next) {
+		if a.ns.CompareAndSwap(old, next) {
 			return
 		}
 	}
 }
 
-func (p *pacer) target(upstream bool) time.Duration {
-	avg := &p.local
+// maxPace bounds the delay, so that a slow upstream (timeouts are not
+// observed, but a crawling one is) cannot make failures hang.
+const maxPace = 3 * time.Second
+
+func (p *pacer) kind(upstream bool) *averages {
 	if upstream {
-		avg = &p.upstream
+		return &p.upstream
 	}
-	return min(time.Duration(avg.Load()), maxPace)
+	return &p.local
+}
+
+// observe feeds one password check that ran to its end (right or wrong
+// password; not an unreachable backend) into the averages.
+func (p *pacer) observe(upstream, wrong bool, d time.Duration) {
+	if k := p.kind(upstream); wrong {
+		k.failed.add(d)
+	} else {
+		k.passed.add(d)
+	}
+}
+
+func (p *pacer) target(upstream bool) time.Duration {
+	k := p.kind(upstream)
+	ns := k.failed.ns.Load()
+	if ns == 0 {
+		ns = k.passed.ns.Load()
+	}
+	return min(time.Duration(ns), maxPace)
 }
 
 // paced reports whether a decision's reason must not be told apart by

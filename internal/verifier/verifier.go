@@ -143,7 +143,7 @@ func New(cfg Config) (*Verifier, error) {
 		codes: cfg.Codes, sender: cfg.Sender, audit: cfg.Audit, observer: cfg.Observer, lockouts: cfg.Lockouts, now: cfg.Now,
 		accounts: newAccounts(cfg.Store), decoy: decoy,
 	}
-	v.pacer.observe(false, hashTime)
+	v.pacer.observe(false, true, hashTime) // a hash costs the same, right or wrong
 	return v, nil
 }
 
@@ -345,10 +345,10 @@ func (v *Verifier) checkPassword(ctx context.Context, a *Attempt, acct *account,
 	}
 	switch {
 	case err == nil:
-		v.pacer.observe(a.Password != nil, time.Since(start))
+		v.pacer.observe(a.Password != nil, false, time.Since(start))
 		return ""
 	case errors.Is(err, ErrBadPassword):
-		v.pacer.observe(a.Password != nil, time.Since(start))
+		v.pacer.observe(a.Password != nil, true, time.Since(start))
 		return ReasonBadPassword
 	case errors.Is(err, ErrBusy):
 		return ReasonBusy

@@ -31,6 +31,9 @@ type Options struct {
 	// UsernameFormat, when set, is auth_username_format: how Dovecot maps
 	// a login name before looking it up ("%Ln": lower case, no domain).
 	UsernameFormat string
+	// NoFailureDelay turns off auth_failure_delay (2 s by default), for
+	// tests that make many failed logins on purpose.
+	NoFailureDelay bool
 }
 
 // Server is a running (or stopped) Dovecot.
@@ -92,6 +95,9 @@ func Start(t testing.TB, o Options) *Server {
 	master := ""
 	if o.UsernameFormat != "" {
 		master = "auth_username_format = " + o.UsernameFormat + "\n"
+	}
+	if o.NoFailureDelay {
+		master += "auth_failure_delay = 0\n"
 	}
 	if o.MasterUser != "" {
 		mf := filepath.Join(dir, "masters")

@@ -1,0 +1,92 @@
+package imap
+
+import (
+	"bufio"
+	"net"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stepgate/stepgate/internal/session"
+	"github.com/stepgate/stepgate/internal/testenv/dovecot"
+	"github.com/stepgate/stepgate/internal/verifier/verifiertest"
+)
+
+// TestFailurePathsTakeTheSameTime: through the IMAP front end in front of
+// a real Dovecot, the median LOGIN time of an unknown user, a wrong
+// password (with the right code: the only path that reaches Dovecot), a
+// wrong code and a password alone are within a factor of 1.5 of each
+// other. Statistical: a few hundred tries, interleaved, medians only.
+func TestFailurePathsTakeTheSameTime(t *testing.T) {
+	if testing.Short() {
+		t.Skip("statistical timing test; skipped with -short")
+	}
+	dc := dovecot.Start(t, dovecot.Options{Users: map[string]string{"alice": "classmate"}, NoFailureDelay: true})
+	r := newRigWith(t, dc, Upstream{Addr: dc.Addr(), TLS: "none"}, nil, nil, verifiertest.Options{
+		SessionConfig: func(c *session.Config) {
+			c.Limits = session.Limits{MaxFailures: 100000, Window: time.Minute, Lockout: time.Minute, MaxLockout: time.Minute}
+		},
+	})
+	alice := r.AddEnrolled(t, "alice", "unused-upstream-checks")
+	paths := []struct {
+		name string
+		user string
+		pw   func() string
+	}{
+		{"unknown user", "nobody", func() string { return "classmate" + alice.Code(t) }},
+		{"wrong password", "alice", func() string { return "classmatf" + alice.Code(t) }},
+		{"wrong code", "alice", func() string { return "classmate" + wrongCode(alice.Code(t)) }},
+		{"password only", "alice", func() string { return "classmate" }},
+	}
+	try := func(i int) time.Duration {
+		c, err := net.Dial("tcp", r.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(20 * time.Second))
+		br := bufio.NewReader(c)
+		if _, err := br.ReadString('\n'); err != nil { // greeting
+			t.Fatal(err)
+		}
+		cmd := "a LOGIN " + paths[i].user + " " + paths[i].pw() + "\r\n"
+		start := time.Now()
+		if _, err := c.Write([]byte(cmd)); err != nil {
+			t.Fatal(err)
+		}
+		for {
+			line, err := br.ReadString('\n')
+			if err != nil {
+				t.Fatalf("%s: %v", paths[i].name, err)
+			}
+			if strings.HasPrefix(line, "a ") {
+				took := time.Since(start)
+				if !strings.HasPrefix(line, "a NO [AUTHENTICATIONFAILED]") {
+					t.Fatalf("%s: %q, want a generic failure", paths[i].name, line)
+				}
+				return took
+			}
+		}
+	}
+	for i := 0; i < 40; i++ { // warm up: the pacer learns what a login costs here
+		try(i % len(paths))
+	}
+	const tries = 150
+	times := make([][]time.Duration, len(paths))
+	for n := 0; n < tries; n++ {
+		for i := range paths {
+			times[i] = append(times[i], try(i))
+		}
+	}
+	medians := make([]time.Duration, len(paths))
+	for i := range paths {
+		slices.Sort(times[i])
+		medians[i] = times[i][tries/2]
+		t.Logf("%-15s median %v", paths[i].name, medians[i])
+	}
+	lo, hi := slices.Min(medians), slices.Max(medians)
+	if float64(hi) > 1.5*float64(lo) {
+		t.Fatalf("medians %v: the slowest path is %.1fx the fastest, want at most 1.5x", medians, float64(hi)/float64(lo))
+	}
+}
