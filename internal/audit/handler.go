@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 	"unicode/utf8"
@@ -195,12 +196,16 @@ func (s *state) suppress(h *Handler, level slog.Level, msg, remote, reason, user
 		k = key{msg: msg, reason: reason, overflow: true}
 		e, ok := s.seen[k]
 		if !ok {
+			k = key{msg: strings.Clone(msg), reason: strings.Clone(reason), overflow: true}
 			e = &entry{inner: h.inner, level: level}
 			s.seen[k] = e
 		}
 		e.suppressed++
 		return true
 	}
+	// A short name may share the memory of a long request (NAME@ and a
+	// megabyte of domain): keep copies, not the request.
+	k = key{msg: strings.Clone(msg), remote: strings.Clone(remote), reason: strings.Clone(reason), user: strings.Clone(user)}
 	s.seen[k] = &entry{inner: h.inner, level: level, hasUser: hasUser}
 	return false
 }
