@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/stepgate/stepgate/internal/admin"
+	"github.com/stepgate/stepgate/internal/audit"
 	"github.com/stepgate/stepgate/internal/config"
 	"github.com/stepgate/stepgate/internal/datadir"
 	"github.com/stepgate/stepgate/internal/delivery"
@@ -70,19 +71,22 @@ type Core struct {
 // says. The CLI's check command uses it too, so that it runs the very
 // decision a front end runs. Close the returned closer when done.
 func NewCore(ctx context.Context, cfg *config.Config, dir datadir.Dir, log *slog.Logger) (*Core, io.Closer, error) {
+	// Operational lines quote client input too (bad requests, errors
+	// that name a DN), so they are cut and escaped like audit events.
+	logs := audit.NewHandler(log.Handler(), audit.Options{})
+	log = slog.New(logs)
 	st, err := dir.Open(ctx)
 	if err != nil {
+		logs.Close()
 		return nil, nil, err
 	}
-	closers := closerList{st}
-	audit, auditCloser, err := openAudit(cfg.Audit.File)
+	closers := closerList{logs, st}
+	auditLog, auditCloser, err := openAudit(cfg.Audit.File)
 	if err != nil {
 		closers.Close()
 		return nil, nil, err
 	}
-	if auditCloser != nil {
-		closers = append(closers, auditCloser)
-	}
+	closers = append(closers, auditCloser)
 	sessions, err := session.New(session.Config{
 		HashKey:  st.Sealer().Derive("session"),
 		Idle:     cfg.Sessions.Idle.D(),
@@ -100,7 +104,7 @@ func NewCore(ctx context.Context, cfg *config.Config, dir datadir.Dir, log *slog
 	vc := verifier.Config{
 		Store: st, Sessions: sessions, Rule: cfg.Rule(),
 		TOTP:   verifier.TOTP{Digits: cfg.TwoStep.Digits, Period: cfg.TwoStep.Period.D(), Skew: cfg.TwoStep.Skew},
-		Policy: verifier.Policy(cfg.TwoStep.Policy), Audit: audit, Observer: m,
+		Policy: verifier.Policy(cfg.TwoStep.Policy), Audit: auditLog, Observer: m,
 	}
 	// Sent codes, recovery codes and alerts; closed before the store so
 	// that queued alerts can still read addresses.
@@ -120,20 +124,24 @@ func NewCore(ctx context.Context, cfg *config.Config, dir datadir.Dir, log *slog
 		closers.Close()
 		return nil, nil, err
 	}
-	return &Core{Config: cfg, Store: st, Sessions: sessions, Verifier: v, Metrics: m, Log: log, Audit: audit, Delivery: d}, closers, nil
+	return &Core{Config: cfg, Store: st, Sessions: sessions, Verifier: v, Metrics: m, Log: log, Audit: auditLog, Delivery: d}, closers, nil
 }
 
 // openAudit returns the audit logger: JSON events to standard error or
-// appended to a file only the owner can read.
+// appended to a file only the owner can read, with client-chosen strings
+// cut and escaped and repeated refusals summarised (internal/audit).
+// Closing it writes the last summaries, then closes the file.
 func openAudit(file string) (*slog.Logger, io.Closer, error) {
-	if file == "-" {
-		return slog.New(slog.NewJSONHandler(os.Stderr, nil)).With("log", "audit"), nil, nil
+	w, closers := io.Writer(os.Stderr), closerList{}
+	if file != "-" {
+		f, err := os.OpenFile(file, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+		if err != nil {
+			return nil, nil, fmt.Errorf("audit.file %s: %w", file, err)
+		}
+		w, closers = f, closerList{f}
 	}
-	f, err := os.OpenFile(file, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
-	if err != nil {
-		return nil, nil, fmt.Errorf("audit.file %s: %w", file, err)
-	}
-	return slog.New(slog.NewJSONHandler(f, nil)).With("log", "audit"), f, nil
+	h := audit.NewHandler(slog.NewJSONHandler(w, nil), audit.Options{})
+	return slog.New(h).With("log", "audit"), append(closers, h), nil
 }
 
 type closerList []io.Closer
@@ -157,6 +165,7 @@ func Run(ctx context.Context, opts Options) error {
 		return err
 	}
 	defer closer.Close()
+	log = core.Log
 	if n, err := loadSessions(core); err != nil {
 		// Losing sessions costs users a code, not safety: go on.
 		log.Warn("sessions from the last run not restored", "err", err)

@@ -64,6 +64,11 @@ const (
 	ReasonUnavailable Reason = "unavailable"
 	ReasonBusy        Reason = "busy" // too many password checks at once; try again
 	ReasonError       Reason = "internal_error"
+
+	// Refusals by a front end before any decision (Verifier.Refuse).
+	ReasonPlainText Reason = "plaintext_refused"    // a password in clear from afar
+	ReasonAuthzID   Reason = "authzid_refused"      // an authorization identity other than the user
+	ReasonTooLong   Reason = "credentials_too_long" // a name, password or SASL response over the limit
 )
 
 // Decision is the verifier's answer to an Attempt.

@@ -199,29 +199,7 @@ func (v *Verifier) Verify(ctx context.Context, a Attempt) Decision {
 	}
 	v.pace(ctx, start, &a, d)
 	d.Elapsed = time.Since(start)
-	attrs := []slog.Attr{
-		slog.String("protocol", a.Protocol),
-		slog.String("user", a.User),
-	}
-	if sent != a.User {
-		// The form the client sent, when it is not the account's own:
-		// "ＡＬＩＣＥ" or "alice@example.org" says something about who tried.
-		attrs = append(attrs, slog.String("sent_name", sent))
-	}
-	attrs = append(attrs,
-		slog.String("remote", a.Remote),
-		slog.Bool("tls", a.TLS),
-		slog.String("result", string(d.Result)),
-		slog.String("reason", string(d.Reason)),
-	)
-	if d.Session != nil {
-		attrs = append(attrs, slog.String("session", d.Session.SessionID()))
-	}
-	attrs = append(attrs, slog.Float64("ms", float64(d.Elapsed.Microseconds())/1000))
-	v.audit.LogAttrs(ctx, slog.LevelInfo, "decision", attrs...)
-	if v.observer != nil {
-		v.observer.Decided(&a, &d)
-	}
+	v.record(ctx, &a, &d, sent)
 	return d
 }
 

@@ -119,6 +119,14 @@ func (c *conn) serve(ctx context.Context) {
 			}
 			continue
 		case errors.Is(err, errTooLong):
+			if cmd != nil && (cmd.name == "LOGIN" || cmd.name == "AUTHENTICATE") {
+				// A literal over the credential limit: a sign-in refused.
+				user := ""
+				if cmd.name == "LOGIN" && len(cmd.args) > 0 {
+					user, _ = cmd.args[0].text()
+				}
+				c.refuse(ctx, user, verifier.ReasonTooLong)
+			}
 			log.Warn("connection closed: command or literal over the limit")
 			c.writeLine("* BYE Command too long")
 			return
@@ -236,6 +244,7 @@ func (c *conn) authenticate(ctx context.Context, r *commandReader, cmd *command)
 		resp = ""
 	}
 	if len(resp) > 4*maxCredential {
+		c.refuse(ctx, "", verifier.ReasonTooLong)
 		c.writeLine("%s BAD SASL response too long", cmd.tag)
 		return false, nil
 	}
@@ -256,19 +265,27 @@ func (c *conn) authenticate(ctx context.Context, r *commandReader, cmd *command)
 	if authz != "" && authz != user {
 		// Acting as someone else is what master users do upstream; a
 		// client of stepgate never may.
+		c.refuse(ctx, user, verifier.ReasonAuthzID)
 		c.writeLine("%s NO [AUTHORIZATIONFAILED] Authorization identity must be the user", cmd.tag)
 		return false, nil
 	}
 	return c.signIn(ctx, cmd.tag, user, pass)
 }
 
+// refuse audits a sign-in turned away before the verifier was asked.
+func (c *conn) refuse(ctx context.Context, user string, r verifier.Reason) {
+	c.s.v.Refuse(ctx, verifier.Attempt{Protocol: "imap", User: user, Remote: c.remote, TLS: c.tls}, r)
+}
+
 // signIn runs the verifier; on success the connection becomes a splice.
 func (c *conn) signIn(ctx context.Context, tag, user, pass string) (bool, func(context.Context, interface{ Info(string, ...any) })) {
 	if !c.loginAllowed() {
+		c.refuse(ctx, user, verifier.ReasonPlainText)
 		c.writeLine("%s NO [PRIVACYREQUIRED] Use STARTTLS or imaps to send a password", tag)
 		return false, nil
 	}
 	if len(user) > maxCredential || len(pass) > maxCredential {
+		c.refuse(ctx, user, verifier.ReasonTooLong)
 		c.writeLine("%s NO [AUTHENTICATIONFAILED] %s", tag, genericFailure)
 		return false, nil
 	}

@@ -277,13 +277,14 @@ func (c *conn) bind(ctx context.Context, b *bindRequest) result {
 	if b.name == "" && b.password == "" {
 		return result{code: resultSuccess} // anonymous
 	}
+	user := c.s.bindUser(b.name)
 	if !c.tls && !c.loopback() && !c.s.cfg.AllowPlainRemote {
+		c.s.v.Refuse(ctx, verifier.Attempt{Protocol: "ldap", User: user, Remote: c.remote}, verifier.ReasonPlainText)
 		return result{code: resultConfidentialityRequired, diagnostic: "use StartTLS or ldaps:// to send a password"}
 	}
 	if c.s.proxy != nil {
 		return c.proxyBind(ctx, b, &prev)
 	}
-	user := c.s.bindUser(b.name)
 	d := c.s.v.Verify(ctx, verifier.Attempt{Protocol: "ldap", User: user, Secret: b.password, Remote: c.remote, TLS: c.tls,
 		ServiceAccounts: true})
 	switch {
