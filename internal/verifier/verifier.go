@@ -80,6 +80,8 @@ type Config struct {
 	Lockouts LockoutNotifier
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// Hashes bounds local password hashes; nil shares a default one.
+	Hashes *password.Limiter
 }
 
 // Verifier decides sign-ins. It is safe for concurrent use.
@@ -98,6 +100,7 @@ type Verifier struct {
 	accounts *accounts
 	flights  flights
 	decoy    *account
+	hashes   *password.Limiter
 }
 
 // New returns a Verifier.
@@ -138,7 +141,7 @@ func New(cfg Config) (*Verifier, error) {
 	return &Verifier{
 		st: cfg.Store, sessions: cfg.Sessions, rule: cfg.Rule, totp: cfg.TOTP, policy: cfg.Policy,
 		codes: cfg.Codes, sender: cfg.Sender, audit: cfg.Audit, observer: cfg.Observer, lockouts: cfg.Lockouts, now: cfg.Now,
-		accounts: newAccounts(cfg.Store), decoy: decoy,
+		accounts: newAccounts(cfg.Store), decoy: decoy, hashes: cfg.Hashes,
 	}, nil
 }
 
@@ -246,7 +249,7 @@ func (v *Verifier) decide(ctx context.Context, a *Attempt) Decision {
 		if a.Remote != "" {
 			v.sessions.Reset(addrKey)
 		}
-	case d.Reason == ReasonUnavailable || d.Reason == ReasonError:
+	case d.Reason == ReasonUnavailable || d.Reason == ReasonError || d.Reason == ReasonBusy:
 		// Not the client's fault: no failure counted.
 	case d.Reason == ReasonCodeSent:
 		// The password was right and a code is on its way: not a guess.
@@ -316,7 +319,7 @@ func (v *Verifier) checkPassword(ctx context.Context, a *Attempt, acct *account,
 	if a.Password != nil && acct != v.decoy {
 		err = a.Password.CheckPassword(ctx, acct.user.Name, pw)
 	} else {
-		err = checkLocal(acct.user.PasswordHash, pw)
+		err = v.checkLocal(ctx, acct.user.PasswordHash, pw)
 	}
 	switch {
 	case err == nil:
@@ -325,6 +328,8 @@ func (v *Verifier) checkPassword(ctx context.Context, a *Attempt, acct *account,
 		return ReasonBadPassword
 	case errors.Is(err, ErrUnavailable):
 		return ReasonUnavailable
+	case errors.Is(err, ErrBusy):
+		return ReasonBusy
 	default:
 		v.audit.Error("password check", "user", acct.user.Name, "err", err)
 		return ReasonError
@@ -435,10 +440,10 @@ func (v *Verifier) check(ctx context.Context, a *Attempt, acct *account, key ses
 		// sent, so a wrong code still never reaches it.
 		if a.Password == nil || !parts.HasCode || forced != "" {
 			r := v.checkPassword(ctx, a, acct, a.Secret)
-			if forced != "" {
+			if forced != "" && r != ReasonBusy { // busy says nothing of the account
 				return deny(forced)
 			}
-			if r == ReasonUnavailable || r == ReasonError {
+			if r == ReasonUnavailable || r == ReasonError || r == ReasonBusy {
 				return deny(r)
 			}
 			if r == "" {

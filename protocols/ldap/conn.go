@@ -289,6 +289,8 @@ func (c *conn) bind(ctx context.Context, b *bindRequest) result {
 	case d.Allowed():
 	case d.Unavailable():
 		return result{code: resultUnavailable, diagnostic: "the password service is unavailable, try again later"}
+	case d.Busy():
+		return result{code: resultBusy, diagnostic: "too many sign-ins at once, try again shortly"}
 	default:
 		return result{code: resultInvalidCredentials, diagnostic: d.Message}
 	}
