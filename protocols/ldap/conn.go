@@ -89,7 +89,7 @@ func (c *conn) serve(ctx context.Context) {
 	}
 	for {
 		c.nc.SetReadDeadline(deadline(c.s.cfg.IdleTimeout.D()))
-		p, err := readMessage(c.r, int(c.s.cfg.MaxMessageBytes), func() {
+		p, err := readMessage(c.r, c.maxMessage(), func() {
 			c.nc.SetReadDeadline(deadline(c.s.cfg.ReadTimeout.D()))
 		})
 		var m *message
@@ -104,6 +104,15 @@ func (c *conn) serve(ctx context.Context) {
 			return
 		}
 	}
+}
+
+// maxMessage is the size cap for the next request: the configured one
+// once bound, and only what a bind needs before.
+func (c *conn) maxMessage() int {
+	if c.boundDN == "" {
+		return min(int(c.s.cfg.MaxMessageBytes), preBindMaxBytes)
+	}
+	return int(c.s.cfg.MaxMessageBytes)
 }
 
 // endOnError closes the connection after a read failed, saying why in one
