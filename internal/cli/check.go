@@ -21,6 +21,8 @@ func publicReason(d verifier.Decision) string {
 		return d.Message
 	case d.Unavailable():
 		return "the password backend is unavailable; try again later"
+	case d.Busy():
+		return "too many sign-ins at once; try again shortly"
 	case d.Reason == verifier.ReasonError:
 		return "internal error (see the log)"
 	}

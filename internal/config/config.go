@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"net/url"
 	"os"
 	"strconv"
@@ -31,6 +32,7 @@ type Config struct {
 	TLS      TLS      `yaml:"tls"`
 	LDAP     LDAP     `yaml:"ldap"`
 	IMAP     IMAP     `yaml:"imap"`
+	Limits   Limits   `yaml:"limits"`
 	// Delivery sends sign-in codes and security alerts by e-mail and text
 	// message, and sets the policy for delivery methods.
 	Delivery delivery.Config `yaml:"delivery"`
@@ -143,6 +145,54 @@ type IMAPUpstream struct {
 	MasterPasswordFile string `yaml:"master_password_file"`
 }
 
+// Limits bound what clients that have not signed in can make stepgate
+// spend: connections per address and password hashes at once.
+type Limits struct {
+	// MaxConnsPerAddress caps the connections open from one client
+	// address, LDAP and IMAP together (IPv6: per /64).
+	MaxConnsPerAddress int `yaml:"max_conns_per_address"`
+	// AddressExceptions give addresses or networks their own cap.
+	AddressExceptions []AddressException `yaml:"address_exceptions"`
+	// PasswordHashes is how many password hashes may run at once; 0
+	// derives it from the CPU count and HashMemory.
+	PasswordHashes int `yaml:"password_hashes"`
+	// HashMemory is the memory budget for the hashes running at once.
+	HashMemory ByteSize `yaml:"hash_memory"`
+	// HashWait is how long a sign-in queues for a hash before it is
+	// answered busy.
+	HashWait Duration `yaml:"hash_wait"`
+}
+
+// AddressException is a per-address cap for some addresses: webmail or a
+// proxy that brings many users through one address.
+type AddressException struct {
+	Addresses          []string `yaml:"addresses"` // 192.0.2.7 or 10.0.0.0/24
+	MaxConnsPerAddress int      `yaml:"max_conns_per_address"`
+}
+
+// Prefixes parses the exception's addresses; a plain address is a
+// prefix of its full length.
+func (e AddressException) Prefixes() ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, s := range e.Addresses {
+		if strings.Contains(s, "/") {
+			p, err := netip.ParsePrefix(s)
+			if err != nil {
+				return nil, fmt.Errorf("%q is not an address or a network such as 10.0.0.0/24", s)
+			}
+			out = append(out, p.Masked())
+			continue
+		}
+		a, err := netip.ParseAddr(s)
+		if err != nil {
+			return nil, fmt.Errorf("%q is not an address or a network such as 10.0.0.0/24", s)
+		}
+		a = a.Unmap()
+		out = append(out, netip.PrefixFrom(a, a.BitLen()))
+	}
+	return out, nil
+}
+
 // Default returns the embedded default configuration.
 func Default() *Config {
 	return &Config{
@@ -157,6 +207,7 @@ func Default() *Config {
 			IdleTimeout: Duration(5 * time.Minute), MaxMessageBytes: 1 << 20, MaxConns: 4096},
 		IMAP: IMAP{Listen: "127.0.0.1:1143", PreLoginTimeout: Duration(60 * time.Second), MaxConns: 4096,
 			LoginFormat: "%Ln"},
+		Limits: Limits{MaxConnsPerAddress: 64, HashMemory: 256 << 20, HashWait: Duration(2 * time.Second)},
 		Delivery: delivery.DefaultConfig(),
 	}
 }
@@ -365,6 +416,28 @@ func (c *Config) Validate() error {
 		}
 		fileExists("imap.upstream.master_password_file", u.MasterPasswordFile)
 	}
+	if c.Limits.MaxConnsPerAddress < 1 {
+		bad("limits.max_conns_per_address", "must be at least 1")
+	}
+	for i, e := range c.Limits.AddressExceptions {
+		key := fmt.Sprintf("limits.address_exceptions[%d]", i)
+		if len(e.Addresses) == 0 {
+			bad(key+".addresses", "give at least one address or network, such as 10.0.0.0/24")
+		} else if _, err := e.Prefixes(); err != nil {
+			bad(key+".addresses", "%v", err)
+		}
+		if e.MaxConnsPerAddress < 1 {
+			bad(key+".max_conns_per_address", "must be at least 1")
+		}
+	}
+	if c.Limits.PasswordHashes < 0 {
+		bad("limits.password_hashes", "must be 0 (one per CPU, within hash_memory) or more")
+	}
+	if c.Limits.HashMemory < 19<<20 {
+		bad("limits.hash_memory", "must be at least 19MiB, the memory of one argon2id hash")
+	}
+	positive("limits.hash_wait", c.Limits.HashWait)
+
 	// The delivery section checks itself; its errors name their keys.
 	if err := c.Delivery.Validate(); err != nil {
 		for _, e := range err.(interface{ Unwrap() []error }).Unwrap() {

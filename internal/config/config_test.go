@@ -71,6 +71,9 @@ imap:
 	if u := c.LDAP.Upstream; len(u.URLs) != 2 || u.UserAttribute != "uid" || u.Timeout.D() != 10*time.Second {
 		t.Fatalf("upstream = %+v", u)
 	}
+	if l := c.Limits; l.MaxConnsPerAddress != 64 || l.HashMemory != 256<<20 || l.HashWait.D() != 2*time.Second {
+		t.Fatalf("limits defaults = %+v", l)
+	}
 	if c.IMAP.Upstream.TLS != "none" || c.IMAP.Upstream.Port != 1430 {
 		t.Fatalf("imap upstream = %+v", c.IMAP.Upstream)
 	}
@@ -97,6 +100,12 @@ func TestErrorsNameFileKeyAndReason(t *testing.T) {
 		{"sessions:\n  idle: 1m\n  idle: 2m\n", []string{"sessions.idle", "twice"}},
 		{"a: b\n---\nc: d\n", []string{"more than one YAML document"}},
 		{"ldap:\n  base_dn: example\n", []string{"ldap.base_dn"}},
+		{"limits:\n  max_conns_per_address: 0\n", []string{"limits.max_conns_per_address", "at least 1"}},
+		{"limits:\n  address_exceptions:\n    - {addresses: [10.0.0.0/33], max_conns_per_address: 5}\n", []string{"limits.address_exceptions[0].addresses", "10.0.0.0/33"}},
+		{"limits:\n  address_exceptions:\n    - {addresses: [], max_conns_per_address: 0}\n", []string{"limits.address_exceptions[0].addresses", "limits.address_exceptions[0].max_conns_per_address"}},
+		{"limits:\n  password_hashes: -1\n", []string{"limits.password_hashes"}},
+		{"limits:\n  hash_memory: 1MiB\n", []string{"limits.hash_memory", "19MiB"}},
+		{"limits:\n  hash_wait: 0s\n", []string{"limits.hash_wait", "positive"}},
 	}
 	for _, tt := range tests {
 		p := write(t, tt.body)

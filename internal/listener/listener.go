@@ -38,6 +38,9 @@ type Config struct {
 	TLS *tls.Config
 	// MaxConns caps open connections; one over it gets Refuse.
 	MaxConns int
+	// PerAddress, when set, caps the connections from one client address
+	// (shared with the other front ends); one over it gets Refuse too.
+	PerAddress *AddrLimits
 	// Refuse, when set, writes the protocol's "busy" to a connection
 	// refused over the cap (plain listener only) before it is closed.
 	Refuse func(nc net.Conn)
@@ -175,6 +178,20 @@ func (s *Set) accept(ctx context.Context, l socket, wg *sync.WaitGroup) error {
 			nc.Close()
 			continue
 		}
+		releaseAddr := func() {}
+		if s.cfg.PerAddress != nil {
+			release, max, ok := s.cfg.PerAddress.acquire(nc.RemoteAddr())
+			if !ok {
+				s.live.Add(-1)
+				s.cfg.Log.Warn("connection refused: too many connections from this address", "remote", nc.RemoteAddr().String(), "max_conns_per_address", max)
+				if !l.implicitTLS && s.cfg.Refuse != nil {
+					s.cfg.Refuse(nc)
+				}
+				nc.Close()
+				continue
+			}
+			releaseAddr = release
+		}
 		c := Conn{Raw: nc, Net: nc, ImplicitTLS: l.implicitTLS}
 		if l.implicitTLS {
 			c.Net = tls.Server(nc, s.cfg.TLS)
@@ -183,6 +200,7 @@ func (s *Set) accept(ctx context.Context, l socket, wg *sync.WaitGroup) error {
 		if s.closed {
 			s.mu.Unlock()
 			nc.Close()
+			releaseAddr()
 			s.live.Add(-1)
 			return nil
 		}
@@ -196,6 +214,7 @@ func (s *Set) accept(ctx context.Context, l socket, wg *sync.WaitGroup) error {
 			s.mu.Lock()
 			delete(s.conns, nc)
 			s.mu.Unlock()
+			releaseAddr()
 			s.live.Add(-1)
 		}()
 	}

@@ -48,8 +48,12 @@ func startFrontEnds(ctx context.Context, core *Core, opts Options, addrs *Addrs)
 	if err != nil {
 		return fail(err)
 	}
+	perAddr, err := addrLimits(cfg.Limits)
+	if err != nil {
+		return fail(err)
+	}
 	if on(cfg.LDAP.Listen) || on(cfg.LDAP.LDAPSListen) {
-		srv, err := ldap.New(ldap.Options{Config: cfg.LDAP, TLS: tlsCfg, Verifier: core.Verifier, Store: core.Store, Log: core.Log})
+		srv, err := ldap.New(ldap.Options{Config: cfg.LDAP, TLS: tlsCfg, Verifier: core.Verifier, Store: core.Store, Log: core.Log, PerAddress: perAddr})
 		if err != nil {
 			return fail(err)
 		}
@@ -87,7 +91,7 @@ func startFrontEnds(ctx context.Context, core *Core, opts Options, addrs *Addrs)
 				return fail(errors.New("imap.upstream.master_password_file: the file is empty"))
 			}
 		}
-		srv, err := imap.New(imap.Options{Config: cfg.IMAP, Upstream: up, TLS: tlsCfg, Verifier: core.Verifier, Log: core.Log})
+		srv, err := imap.New(imap.Options{Config: cfg.IMAP, Upstream: up, TLS: tlsCfg, Verifier: core.Verifier, Log: core.Log, PerAddress: perAddr})
 		if err != nil {
 			return fail(err)
 		}

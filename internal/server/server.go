@@ -105,6 +105,7 @@ func NewCore(ctx context.Context, cfg *config.Config, dir datadir.Dir, log *slog
 		Store: st, Sessions: sessions, Rule: cfg.Rule(),
 		TOTP:   verifier.TOTP{Digits: cfg.TwoStep.Digits, Period: cfg.TwoStep.Period.D(), Skew: cfg.TwoStep.Skew},
 		Policy: verifier.Policy(cfg.TwoStep.Policy), Audit: auditLog, Observer: m,
+		Hashes: hashLimiter(cfg.Limits, log),
 	}
 	// Sent codes, recovery codes and alerts; closed before the store so
 	// that queued alerts can still read addresses.

@@ -62,7 +62,7 @@ const (
 	ReasonReplayed    Reason = "replayed_code"
 	ReasonCodeSent    Reason = "code_sent"
 	ReasonUnavailable Reason = "unavailable"
-	ReasonBusy        Reason = "busy" // too many password checks at once; try again
+	ReasonBusy        Reason = "busy" // every password hashing slot taken past the wait
 	ReasonError       Reason = "internal_error"
 
 	// Refusals by a front end before any decision (Verifier.Refuse).
@@ -95,6 +95,10 @@ func (d Decision) Allowed() bool { return d.Result == Allow }
 // Unavailable reports whether the attempt failed because a password
 // backend could not be reached (so a client should keep its password).
 func (d Decision) Unavailable() bool { return d.Reason == ReasonUnavailable }
+
+// Busy reports whether the attempt failed because stepgate had no room
+// to check the password in time (so a client should retry, not give up).
+func (d Decision) Busy() bool { return d.Reason == ReasonBusy }
 
 // SessionHandle is what a front end may know of a session.
 type SessionHandle interface {

@@ -3,6 +3,7 @@ package verifier
 import (
 	"context"
 	"errors"
+	"fmt"
 
 	"github.com/stepgate/stepgate/internal/password"
 )
@@ -14,9 +15,10 @@ var ErrBadPassword = errors.New("wrong password")
 // backend: the attempt fails, but the client's password may well be right.
 var ErrUnavailable = errors.New("password backend unavailable")
 
-// ErrBusy is returned when a password check could not start in time
-// because too many run at once: the client should try again shortly.
-var ErrBusy = errors.New("too many password checks at once")
+// ErrBusy is returned when the local password check could not start
+// within its wait because every hashing slot is taken: like
+// ErrUnavailable, the client's password may well be right.
+var ErrBusy = errors.New("password hashing busy")
 
 // PasswordChecker checks a user's password. Local hashes, an upstream LDAP
 // bind and an upstream IMAP login all sit behind it.
@@ -40,14 +42,40 @@ type Identifier interface {
 	Identity(ctx context.Context) ([]string, error)
 }
 
-// checkLocal checks pw against an account's stored hash.
-func checkLocal(hash, pw string) error {
-	switch err := password.Verify(hash, pw); {
+// defaultHashes bounds the hashes of verifiers built without a limiter
+// (tests, the CLI): one per process, as the hashes share one machine.
+var defaultHashes = password.NewLimiter(password.Limits{})
+
+// checkLocal checks pw against an account's stored hash, under the
+// verifier's hashing limiter.
+func (v *Verifier) checkLocal(ctx context.Context, hash, pw string) error {
+	l := v.hashes
+	if l == nil {
+		l = defaultHashes
+	}
+	switch err := l.Verify(ctx, hash, pw); {
 	case err == nil:
 		return nil
 	case errors.Is(err, password.ErrMismatch):
 		return ErrBadPassword
+	case errors.Is(err, password.ErrBusy):
+		return fmt.Errorf("%w: %v", ErrBusy, err)
 	default:
 		return err
 	}
+}
+
+// hashSlotFree reports whether a local password check could have started
+// now, without running one.
+func (v *Verifier) hashSlotFree(ctx context.Context) bool {
+	l := v.hashes
+	if l == nil {
+		l = defaultHashes
+	}
+	release, err := l.Acquire(ctx)
+	if err != nil {
+		return false
+	}
+	release()
+	return true
 }

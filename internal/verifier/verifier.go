@@ -82,6 +82,8 @@ type Config struct {
 	Lockouts LockoutNotifier
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// Hashes bounds local password hashes; nil shares a default one.
+	Hashes *password.Limiter
 }
 
 // Verifier decides sign-ins. It is safe for concurrent use.
@@ -101,6 +103,7 @@ type Verifier struct {
 	flights  flights
 	decoy    *account
 	pacer    pacer
+	hashes   *password.Limiter
 }
 
 // New returns a Verifier.
@@ -141,7 +144,7 @@ func New(cfg Config) (*Verifier, error) {
 	v := &Verifier{
 		st: cfg.Store, sessions: cfg.Sessions, rule: cfg.Rule, totp: cfg.TOTP, policy: cfg.Policy,
 		codes: cfg.Codes, sender: cfg.Sender, audit: cfg.Audit, observer: cfg.Observer, lockouts: cfg.Lockouts, now: cfg.Now,
-		accounts: newAccounts(cfg.Store), decoy: decoy,
+		accounts: newAccounts(cfg.Store), decoy: decoy, hashes: cfg.Hashes,
 	}
 	v.pacer.observe(false, true, hashTime) // a hash costs the same, right or wrong
 	return v, nil
@@ -319,7 +322,7 @@ func (v *Verifier) checkPassword(ctx context.Context, a *Attempt, acct *account,
 	if a.Password != nil {
 		err = a.Password.CheckPassword(ctx, acct.user.Name, pw)
 	} else {
-		err = checkLocal(acct.user.PasswordHash, pw)
+		err = v.checkLocal(ctx, acct.user.PasswordHash, pw)
 	}
 	switch {
 	case err == nil:
@@ -332,6 +335,8 @@ func (v *Verifier) checkPassword(ctx context.Context, a *Attempt, acct *account,
 		return ReasonBusy
 	case errors.Is(err, ErrUnavailable):
 		return ReasonUnavailable
+	case errors.Is(err, ErrBusy):
+		return ReasonBusy
 	default:
 		v.audit.Error("password check", "user", acct.user.Name, "err", err)
 		return ReasonError
@@ -473,6 +478,13 @@ func (v *Verifier) check(ctx context.Context, a *Attempt, acct *account, key ses
 		}
 	}
 	if forced != "" {
+		// A real account that can receive codes would hash its password
+		// here, and under load be answered busy; the decoy path takes a
+		// hashing slot (and hashes nothing) so that it is answered busy
+		// just as often.
+		if v.sender != nil && a.Password == nil && !parts.HasCode && !v.hashSlotFree(ctx) {
+			return deny(ReasonBusy)
+		}
 		return deny(forced)
 	}
 

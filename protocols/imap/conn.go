@@ -302,6 +302,9 @@ func (c *conn) signIn(ctx context.Context, tag, user, pass string) (bool, func(c
 		case d.Unavailable():
 			c.writeLine("%s NO [UNAVAILABLE] The mail server is unavailable, try again later", tag)
 			return true, nil // not the client's fault
+		case d.Busy():
+			c.writeLine("%s NO [UNAVAILABLE] Too many sign-ins at once, try again shortly", tag)
+			return true, nil
 		case d.Message != "":
 			c.writeLine("%s NO [AUTHENTICATIONFAILED] %s", tag, oneLine(d.Message))
 		default:

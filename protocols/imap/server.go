@@ -24,16 +24,20 @@ type Options struct {
 	TLS      *tls.Config
 	Verifier *verifier.Verifier
 	Log      *slog.Logger
+	// PerAddress, when set, caps connections per client address
+	// (shared with the other front ends).
+	PerAddress *listener.AddrLimits
 }
 
 // Server is the IMAP front end.
 type Server struct {
-	cfg config.IMAP
-	tls *tls.Config
-	v   *verifier.Verifier
-	up  *upstream
-	log *slog.Logger
-	set *listener.Set
+	cfg     config.IMAP
+	tls     *tls.Config
+	v       *verifier.Verifier
+	up      *upstream
+	log     *slog.Logger
+	set     *listener.Set
+	perAddr *listener.AddrLimits
 }
 
 // New checks the options and builds a server; Listen opens its sockets.
@@ -51,7 +55,7 @@ func New(o Options) (*Server, error) {
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
-	return &Server{cfg: o.Config, tls: o.TLS, v: o.Verifier, up: up, log: o.Log.With("service", "imap")}, nil
+	return &Server{cfg: o.Config, tls: o.TLS, v: o.Verifier, up: up, log: o.Log.With("service", "imap"), perAddr: o.PerAddress}, nil
 }
 
 // Listen opens the plain (STARTTLS-capable) and, when configured, the
@@ -60,7 +64,7 @@ func (s *Server) Listen() error {
 	set, err := listener.Listen(listener.Config{
 		Name: "imap", Plain: s.cfg.Listen, PlainKey: "imap.listen",
 		Implicit: s.cfg.IMAPSListen, ImplicitKey: "imap.imaps_listen", TLS: s.tls,
-		MaxConns: s.cfg.MaxConns, Log: s.log,
+		MaxConns: s.cfg.MaxConns, PerAddress: s.perAddr, Log: s.log,
 		Refuse: func(nc net.Conn) {
 			nc.SetWriteDeadline(deadline(s.cfg.PreLoginTimeout.D()))
 			nc.Write([]byte("* BYE [UNAVAILABLE] Too many connections, try again later\r\n"))

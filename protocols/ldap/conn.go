@@ -89,7 +89,7 @@ func (c *conn) serve(ctx context.Context) {
 	}
 	for {
 		c.nc.SetReadDeadline(deadline(c.s.cfg.IdleTimeout.D()))
-		p, err := readMessage(c.r, int(c.s.cfg.MaxMessageBytes), func() {
+		p, err := readMessage(c.r, c.maxMessage(), func() {
 			c.nc.SetReadDeadline(deadline(c.s.cfg.ReadTimeout.D()))
 		})
 		var m *message
@@ -104,6 +104,15 @@ func (c *conn) serve(ctx context.Context) {
 			return
 		}
 	}
+}
+
+// maxMessage is the size cap for the next request: the configured one
+// once bound, and only what a bind needs before.
+func (c *conn) maxMessage() int {
+	if c.boundDN == "" {
+		return min(int(c.s.cfg.MaxMessageBytes), preBindMaxBytes)
+	}
+	return int(c.s.cfg.MaxMessageBytes)
 }
 
 // endOnError closes the connection after a read failed, saying why in one
@@ -291,6 +300,8 @@ func (c *conn) bind(ctx context.Context, b *bindRequest) result {
 	case d.Allowed():
 	case d.Unavailable():
 		return result{code: resultUnavailable, diagnostic: "the password service is unavailable, try again later"}
+	case d.Busy():
+		return result{code: resultBusy, diagnostic: "too many sign-ins at once, try again shortly"}
 	default:
 		return result{code: resultInvalidCredentials, diagnostic: d.Message}
 	}

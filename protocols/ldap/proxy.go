@@ -199,6 +199,9 @@ func (c *conn) proxyBind(ctx context.Context, b *bindRequest, prev **goldap.Conn
 	case d.Unavailable():
 		chk.drop()
 		return result{code: resultUnavailable, diagnostic: "the directory is unavailable, try again later"}
+	case d.Busy():
+		chk.drop()
+		return result{code: resultBusy, diagnostic: "too many sign-ins at once, try again shortly"}
 	default:
 		chk.drop()
 		if d.Allowed() {

@@ -24,6 +24,9 @@ type Options struct {
 	Verifier *verifier.Verifier
 	Store    *store.Store
 	Log      *slog.Logger
+	// PerAddress, when set, caps connections per client address
+	// (shared with the other front ends).
+	PerAddress *listener.AddrLimits
 }
 
 // Server is the LDAP front end.
@@ -34,9 +37,10 @@ type Server struct {
 	dir *directory
 	// proxy, when set, is proxy mode: binds, searches and compares go
 	// to the upstream directory.
-	proxy *proxy
-	log   *slog.Logger
-	set   *listener.Set
+	proxy   *proxy
+	log     *slog.Logger
+	set     *listener.Set
+	perAddr *listener.AddrLimits
 }
 
 // New checks the options and builds a server; Listen opens its sockets.
@@ -54,7 +58,7 @@ func New(o Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: o.Config, tls: o.TLS, v: o.Verifier, dir: dir, log: o.Log.With("service", "ldap")}
+	s := &Server{cfg: o.Config, tls: o.TLS, v: o.Verifier, dir: dir, log: o.Log.With("service", "ldap"), perAddr: o.PerAddress}
 	if o.Config.Upstream != nil {
 		if s.proxy, err = newProxy(o.Config.Upstream, s.log); err != nil {
 			return nil, err
@@ -69,7 +73,7 @@ func (s *Server) Listen() error {
 	set, err := listener.Listen(listener.Config{
 		Name: "ldap", Plain: s.cfg.Listen, PlainKey: "ldap.listen",
 		Implicit: s.cfg.LDAPSListen, ImplicitKey: "ldap.ldaps_listen", TLS: s.tls,
-		MaxConns: s.cfg.MaxConns, Log: s.log,
+		MaxConns: s.cfg.MaxConns, PerAddress: s.perAddr, Log: s.log,
 		Refuse: func(nc net.Conn) {
 			nc.SetWriteDeadline(deadline(s.cfg.ReadTimeout.D()))
 			nc.Write(encodeExtended(0, result{code: resultBusy, diagnostic: "too many connections, try again later"}, oidNoticeOfDisconnection, nil))

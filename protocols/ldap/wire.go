@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 
 	ber "github.com/go-asn1-ber/asn1-ber"
 	goldap "github.com/go-ldap/ldap/v3"
@@ -71,6 +72,11 @@ type extendedRequest struct {
 
 type abandonRequest struct{ id int64 }
 
+// preBindMaxBytes caps a message on a connection that has not bound: a
+// bind request (name, password and code) fits easily, and an anonymous
+// client gets no more from the server than that.
+const preBindMaxBytes = 64 << 10
+
 // readMessage reads one LDAPMessage of at most max bytes. onStart is
 // called once the first byte has arrived, so the caller can switch from
 // the idle timeout to the read timeout of a started message.
@@ -108,9 +114,8 @@ func readMessage(r *bufio.Reader, max int, onStart func()) (*ber.Packet, error) 
 	if length < 0 || len(header)+length > max {
 		return nil, fmt.Errorf("%w: %d bytes announced, at most %d accepted", errTooLarge, length, max)
 	}
-	buf := make([]byte, len(header)+length)
-	copy(buf, header)
-	if _, err := io.ReadFull(r, buf[len(header):]); err != nil {
+	buf, err := readGrowing(r, header, len(header)+length)
+	if err != nil {
 		return nil, unexpectedEOF(err)
 	}
 	p, err := ber.DecodePacketErr(buf)
@@ -118,6 +123,30 @@ func readMessage(r *bufio.Reader, max int, onStart func()) (*ber.Packet, error) 
 		return nil, fmt.Errorf("%w: %v", errMalformed, err)
 	}
 	return p, nil
+}
+
+// firstChunk is the buffer a message starts with; a bind is a few
+// hundred bytes.
+const firstChunk = 512
+
+// readGrowing reads a message of total bytes that begins with head. The
+// buffer grows (doubling) with the bytes that arrive, not with the length
+// the client announced: a client that announces a large message and
+// sends little makes the server hold little.
+func readGrowing(r io.Reader, head []byte, total int) ([]byte, error) {
+	buf := make([]byte, len(head), min(total, max(firstChunk, len(head))))
+	copy(buf, head)
+	for len(buf) < total {
+		if len(buf) == cap(buf) {
+			buf = slices.Grow(buf, min(cap(buf), total-len(buf)))
+		}
+		n, err := r.Read(buf[len(buf):min(cap(buf), total)])
+		buf = buf[:len(buf)+n]
+		if err != nil && len(buf) < total {
+			return nil, err
+		}
+	}
+	return buf, nil
 }
 
 func unexpectedEOF(err error) error {
