@@ -207,7 +207,7 @@ func Default() *Config {
 			IdleTimeout: Duration(5 * time.Minute), MaxMessageBytes: 1 << 20, MaxConns: 4096},
 		IMAP: IMAP{Listen: "127.0.0.1:1143", PreLoginTimeout: Duration(60 * time.Second), MaxConns: 4096,
 			LoginFormat: "%Ln"},
-		Limits: Limits{MaxConnsPerAddress: 64, HashMemory: 256 << 20, HashWait: Duration(2 * time.Second)},
+		Limits:   Limits{MaxConnsPerAddress: 64, HashMemory: 256 << 20, HashWait: Duration(2 * time.Second)},
 		Delivery: delivery.DefaultConfig(),
 	}
 }

@@ -14,13 +14,14 @@ import (
 // code costs a hash or an upstream round trip. The delay is a sleep, not
 // work: it holds a goroutine, not a CPU.
 //
-// The target is a moving average of the wrong passwords that were
-// actually checked, one for local hashes and one for upstream backends (an
+// The target is a moving median of the decisions that ended in a wrong
+// password (the one failure that runs its password check), whole decision
+// included, one for local hashes and one for upstream backends (an
 // LDAP bind, an IMAP login), since the two differ by orders of magnitude,
 // and an upstream may answer a wrong password more slowly than a right one
 // (Dovecot waits auth_failure_delay). Until a wrong password has been
-// seen, right ones stand in. This is how Authelia hides which
-// first-factor step failed.
+// seen, the password checks of successful sign-ins stand in. Authelia
+// hides which first-factor step failed the same way.
 type pacer struct {
 	local, upstream averages
 }
@@ -29,15 +30,22 @@ type averages struct {
 	failed, passed average
 }
 
-// average is an exponentially weighted moving average in nanoseconds.
+// average follows the median of the durations it is fed, in nanoseconds:
+// each sample farther than a thirty-second of its value moves it that much
+// towards the sample, the same step up or down, so it settles where as
+// many samples fall above as below. A median, not a mean: an upstream that answers failures
+// on a timer (Dovecot's half-second tick) gives a lopsided distribution,
+// and it is the typical failure a paced one must look like.
 type average struct{ ns atomic.Int64 }
 
 func (a *average) add(d time.Duration) {
 	for {
 		old := a.ns.Load()
 		next := int64(d)
-		if old != 0 {
-			next = old + (int64(d)-old)/8
+		if step := max(old/32, 1); old != 0 && int64(d) > old+step {
+			next = old + step
+		} else if old != 0 && int64(d) < old-step {
+			next = old - step
 		}
 		if a.ns.CompareAndSwap(old, next) {
 			return
@@ -56,8 +64,8 @@ func (p *pacer) kind(upstream bool) *averages {
 	return &p.local
 }
 
-// observe feeds one password check that ran to its end (right or wrong
-// password; not an unreachable backend) into the averages.
+// observe feeds a wrong-password decision (wrong true) or a password check
+// that passed into the averages.
 func (p *pacer) observe(upstream, wrong bool, d time.Duration) {
 	if k := p.kind(upstream); wrong {
 		k.failed.add(d)

@@ -200,6 +200,11 @@ func (v *Verifier) Verify(ctx context.Context, a Attempt) Decision {
 	if d.Result == "" {
 		d.Result = Deny
 	}
+	if d.Reason == ReasonBadPassword {
+		// The one failure that did its password check: what every other
+		// failure must look like, whole decision included.
+		v.pacer.observe(a.Password != nil, true, time.Since(start))
+	}
 	v.pace(ctx, start, &a, d)
 	d.Elapsed = time.Since(start)
 	v.record(ctx, &a, &d, sent)
@@ -329,7 +334,6 @@ func (v *Verifier) checkPassword(ctx context.Context, a *Attempt, acct *account,
 		v.pacer.observe(a.Password != nil, false, time.Since(start))
 		return ""
 	case errors.Is(err, ErrBadPassword):
-		v.pacer.observe(a.Password != nil, true, time.Since(start))
 		return ReasonBadPassword
 	case errors.Is(err, ErrBusy):
 		return ReasonBusy

@@ -32,7 +32,8 @@ type Options struct {
 	// a login name before looking it up ("%Ln": lower case, no domain).
 	UsernameFormat string
 	// NoFailureDelay turns off auth_failure_delay (2 s by default), for
-	// tests that make many failed logins on purpose.
+	// tests that make many failed logins on purpose. Dovecot still answers
+	// a failure on its next half-second tick.
 	NoFailureDelay bool
 }
 
