@@ -358,6 +358,9 @@ limits:
 	}
 	before, _ := s.rssRange(t, 2*time.Second)
 
+	// Wrong passwords with a fresh code: each needs a password hash (a
+	// wrong code, an unknown user or a locked-out one needs none).
+	fresh := code(t, secret, time.Now().Add(30*time.Second))
 	const ldapBinds, imapLogins = 64, 32
 	var wg sync.WaitGroup
 	ldapCodes := make(chan int, ldapBinds)
@@ -373,7 +376,7 @@ limits:
 		go func() {
 			defer wg.Done()
 			<-start
-			err := c.Bind(fmt.Sprintf("uid=nobody%d,ou=people,dc=example,dc=org", i), fmt.Sprintf("guess%d", i))
+			err := c.Bind(aliceDN, fmt.Sprintf("guess%d", i)+fresh)
 			var le *goldap.Error
 			switch {
 			case err == nil:
@@ -400,7 +403,7 @@ limits:
 		go func() {
 			defer wg.Done()
 			<-start
-			fmt.Fprintf(c, "a LOGIN nobody%d guess%d\r\n", i, i)
+			fmt.Fprintf(c, "a LOGIN alice guess%d%s\r\n", i, fresh)
 			line, _ := br.ReadString('\n')
 			imapLines <- strings.TrimSpace(line)
 		}()
@@ -431,9 +434,9 @@ limits:
 			t.Errorf("IMAP LOGIN answer %q", l)
 		}
 	}
-	if unavailable == 0 {
-		t.Errorf("no IMAP login got NO [UNAVAILABLE] (%d failed)", failed)
-	}
+	// The demo mailbox checks IMAP passwords itself, so no IMAP login
+	// hashes here: they may only fail, or be turned away while busy. What
+	// they must not do is add hashes beyond the bound (the RSS below).
 	grew := during - before
 	t.Logf("RSS before %d KiB, peak during %d concurrent hashing sign-ins %d KiB: +%d KiB; LDAP %v, IMAP %d unavailable, %d failed",
 		before, ldapBinds+imapLogins, during, grew, counts, unavailable, failed)

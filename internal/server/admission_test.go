@@ -55,6 +55,7 @@ func TestAdmissionAcrossFrontEnds(t *testing.T) {
 		c.LDAP.Listen, c.IMAP.Listen = "127.0.0.1:0", "127.0.0.1:0"
 		c.IMAP.Upstream = &config.IMAPUpstream{Host: "127.0.0.1", Port: dc.Port(), TLS: "none"}
 		c.Audit.File = auditFile
+		c.Limits.MaxConnsPerAddress = 1000 // 128 clients on one loopback address
 	})
 	code, _ := totp.GenerateCode(key.Secret(), time.Now())
 	wrong := string('0'+(code[0]-'0'+1)%10) + code[1:]
