@@ -2,9 +2,7 @@ package main_test
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -293,22 +291,5 @@ func unprivileged(t *testing.T) []string {
 // runAs is run with the binary started through prefix.
 func runAs(t *testing.T, prefix []string, dir string, args ...string) result {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	argv := append(append(append([]string{}, prefix[1:]...), binary, "--data-dir", dir), args...)
-	cmd := exec.CommandContext(ctx, prefix[0], argv...)
-	cmd.Env = append(os.Environ(), "STEPGATE_SEALING_KEY_FILE=", "STEPGATE_CONFIG=")
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	r := result{stdout: out.String(), stderr: errb.String()}
-	var ee *exec.ExitError
-	switch {
-	case err == nil:
-	case errors.As(err, &ee):
-		r.code = ee.ExitCode()
-	default:
-		t.Fatalf("%v: %v", argv, err)
-	}
-	return r
+	return runVia(t, prefix, dir, "", args...)
 }

@@ -1,7 +1,6 @@
 package main_test
 
 import (
-	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -21,14 +20,9 @@ import (
 func TestFullDiskDoesNotBurnCode(t *testing.T) {
 	testenv.NeedPrograms(t, "ldapwhoami", "curl")
 	dir := filepath.Join(testenv.Tmpfs(t, 16<<20), "data")
-	const pw = "classmate"
-	must(t, run(t, dir, pw+"\n", "user", "add", "alice", "--password-stdin"))
-	var enrolled struct{ Secret string }
-	if err := json.Unmarshal([]byte(must(t, run(t, dir, "", "user", "enroll", "alice", "--json")).stdout), &enrolled); err != nil {
-		t.Fatal(err)
-	}
+	const pw = "classmate"          // enrolledAlice's
+	secret := enrolledAlice(t, dir) // confirmed on the previous step
 	now := time.Now()
-	must(t, run(t, dir, "", "user", "confirm", "alice", code(t, enrolled.Secret, now)))
 	ldapAddr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
 	admin, stop := serve(t, dir, "--ldap-listen", ldapAddr, "--imap-listen", "off")
 
@@ -53,7 +47,7 @@ func TestFullDiskDoesNotBurnCode(t *testing.T) {
 	dn := "uid=alice,ou=people,dc=example,dc=org"
 	// The next step's code: unused (the confirm used this step's) and
 	// accepted for at least a minute.
-	stored := pw + code(t, enrolled.Secret, now.Add(30*time.Second))
+	stored := pw + code(t, secret, now.Add(30*time.Second))
 	if rc, out := ldapwhoami(t, ldapAddr, dn, stored); rc != 52 {
 		t.Fatalf("ldapwhoami on a full disk: exit %d, want 52 (unavailable): %s", rc, out)
 	}

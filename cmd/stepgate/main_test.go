@@ -48,9 +48,17 @@ type result struct {
 // run runs the binary with the data folder dir and stdin.
 func run(t *testing.T, dir, stdin string, args ...string) result {
 	t.Helper()
+	return runVia(t, nil, dir, stdin, args...)
+}
+
+// runVia is run with the binary started through prefix (setpriv ...), or
+// directly when prefix is empty.
+func runVia(t *testing.T, prefix []string, dir, stdin string, args ...string) result {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, binary, append([]string{"--data-dir", dir}, args...)...)
+	argv := append(append(append([]string{}, prefix...), binary, "--data-dir", dir), args...)
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
 	cmd.Env = append(os.Environ(), "STEPGATE_SEALING_KEY_FILE=", "STEPGATE_CONFIG=")
 	cmd.Stdin = strings.NewReader(stdin)
 	var out, errb bytes.Buffer
@@ -63,7 +71,7 @@ func run(t *testing.T, dir, stdin string, args ...string) result {
 	case errors.As(err, &ee):
 		r.code = ee.ExitCode()
 	default:
-		t.Fatalf("stepgate %v: %v", args, err)
+		t.Fatalf("%v: %v", argv, err)
 	}
 	return r
 }
@@ -375,19 +383,14 @@ func ldapwhoami(t *testing.T, addr, dn, secret string) (int, string) {
 func TestLDAPSessionAcrossRestartAndRevoke(t *testing.T) {
 	testenv.NeedProgram(t, "ldapwhoami")
 	dir := filepath.Join(t.TempDir(), "data")
-	const pw = "classmate"
-	must(t, run(t, dir, pw+"\n", "user", "add", "alice", "--password-stdin"))
-	var enrolled struct{ Secret string }
-	if err := json.Unmarshal([]byte(must(t, run(t, dir, "", "user", "enroll", "alice", "--json")).stdout), &enrolled); err != nil {
-		t.Fatal(err)
-	}
+	const pw = "classmate"          // enrolledAlice's
+	secret := enrolledAlice(t, dir) // confirmed on the previous step
 	now := time.Now()
-	must(t, run(t, dir, "", "user", "confirm", "alice", code(t, enrolled.Secret, now)))
 	ldapAddr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
 	_, stop := serve(t, dir, "--ldap-listen", ldapAddr, "--imap-listen", "off")
 
 	dn := "uid=alice,ou=people,dc=example,dc=org"
-	stored := pw + code(t, enrolled.Secret, now.Add(30*time.Second))
+	stored := pw + code(t, secret, now.Add(30*time.Second))
 	if rc, out := ldapwhoami(t, ldapAddr, dn, stored); rc != 0 || !strings.Contains(out, "dn:"+dn) {
 		t.Fatalf("ldapwhoami with password+code: exit %d: %s", rc, out)
 	}

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"net"
 	"os"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -12,6 +11,7 @@ import (
 	"time"
 
 	"github.com/stepgate/stepgate/internal/session"
+	"github.com/stepgate/stepgate/internal/testenv"
 	"github.com/stepgate/stepgate/internal/testenv/dovecot"
 	"github.com/stepgate/stepgate/internal/verifier/verifiertest"
 )
@@ -105,14 +105,9 @@ func TestFailurePathsTakeTheSameTime(t *testing.T) {
 	if t.Failed() {
 		return
 	}
-	medians := make([]time.Duration, len(paths))
+	names := make([]string, len(paths))
 	for i := range paths {
-		slices.Sort(times[i])
-		medians[i] = times[i][tries/2]
-		t.Logf("%-15s median %v", paths[i].name, medians[i])
+		names[i] = paths[i].name
 	}
-	lo, hi := slices.Min(medians), slices.Max(medians)
-	if float64(hi) > 1.5*float64(lo) {
-		t.Fatalf("medians %v: the slowest path is %.1fx the fastest, want at most 1.5x", medians, float64(hi)/float64(lo))
-	}
+	testenv.SameMedians(t, names, times, 1.5)
 }
