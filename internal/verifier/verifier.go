@@ -41,7 +41,7 @@ type CodeSource interface {
 	Match(ctx context.Context, u *store.User, code string) (use func() (bool, error), ok bool)
 }
 
-// CodeSender is the "send me a code" step (DESIGN.md step 8): a sign-in
+// CodeSender is the "send me a code" step (step 8 of the decision, ARCHITECTURE.md): a sign-in
 // with the right password but no valid code makes it send a fresh code.
 type CodeSender interface {
 	// CanSend reports whether u has somewhere to receive a code.

@@ -366,7 +366,7 @@ func TestUpstreamPassword(t *testing.T) {
 }
 
 // sender is a CodeSender and CodeSource that keeps the code in memory:
-// the seam of DESIGN.md step 8.
+// the seam of step 8 (ARCHITECTURE.md).
 type sender struct {
 	mu   sync.Mutex
 	code string
