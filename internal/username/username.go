@@ -33,6 +33,9 @@ func Canonical(name string) (string, error) {
 	if len(name) > MaxBytes {
 		return "", fmt.Errorf("%w: longer than %d bytes", ErrInvalid, MaxBytes)
 	}
+	if c, ok := asciiCanonical(name); ok {
+		return c, nil
+	}
 	if !utf8.ValidString(name) {
 		return "", fmt.Errorf("%w: not UTF-8", ErrInvalid)
 	}
@@ -57,4 +60,32 @@ func Same(a, b string) bool {
 	}
 	cb, err := Canonical(b)
 	return err == nil && ca == cb
+}
+
+// asciiCanonical is the profile's answer for a name of printable ASCII
+// alone (every byte from '!' to '~'), which is almost every name: the
+// identifier class takes all of them, width mapping and normalisation
+// leave them as they are, and case mapping is ASCII lower case. It costs
+// nanoseconds where the profile costs a fraction of a microsecond, on the
+// path of every session hit.
+func asciiCanonical(name string) (string, bool) {
+	upper := false
+	for i := 0; i < len(name); i++ {
+		switch c := name[i]; {
+		case c < '!' || c > '~':
+			return "", false
+		case 'A' <= c && c <= 'Z':
+			upper = true
+		}
+	}
+	if !upper {
+		return name, true
+	}
+	b := []byte(name)
+	for i, c := range b {
+		if 'A' <= c && c <= 'Z' {
+			b[i] = c + 'a' - 'A'
+		}
+	}
+	return string(b), true
 }

@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"unicode/utf8"
+
+	"golang.org/x/text/secure/precis"
 )
 
 func TestCanonical(t *testing.T) {
@@ -49,6 +51,25 @@ func TestSame(t *testing.T) {
 	}
 }
 
+// TestASCIIFastPath: for printable ASCII the short cut and the profile
+// agree, byte for byte, on every character and on mixed names.
+func TestASCIIFastPath(t *testing.T) {
+	var all []byte
+	for c := byte('!'); c <= '~'; c++ {
+		all = append(all, c)
+		one := string([]byte{'a', c, 'Z'})
+		fast, _ := asciiCanonical(one)
+		slow, err := precis.UsernameCaseMapped.String(one)
+		if err != nil || fast != slow {
+			t.Errorf("%q: fast %q, profile %q (%v)", one, fast, slow, err)
+		}
+	}
+	fast, _ := asciiCanonical(string(all))
+	if slow, err := precis.UsernameCaseMapped.String(string(all)); err != nil || fast != slow {
+		t.Errorf("all printable ASCII: fast %q, profile %q (%v)", fast, slow, err)
+	}
+}
+
 // FuzzCanonical checks the properties every caller relies on: the result
 // is stable, valid UTF-8, never longer than the bound, and holds no
 // space or control character.
@@ -66,6 +87,11 @@ func FuzzCanonical(f *testing.F) {
 		}
 		if !utf8.ValidString(out) || out == "" {
 			t.Fatalf("Canonical(%q) = %q: empty or not UTF-8", in, out)
+		}
+		if c, ok := asciiCanonical(in); ok {
+			if slow, err := precis.UsernameCaseMapped.String(in); err != nil || slow != c {
+				t.Fatalf("fast path %q, profile %q (%v) for %q", c, slow, err, in)
+			}
 		}
 		again, err := Canonical(out)
 		if err != nil || again != out {
