@@ -37,6 +37,11 @@ func New(path string) Dir {
 // DB is the account database.
 func (d Dir) DB() string { return filepath.Join(d.Path, "stepgate.db") }
 
+// Snapshot is where the server seals its sessions at shutdown for the
+// next run. The data folder names it, not the database: a database on a
+// server has no folder of this instance's own.
+func (d Dir) Snapshot() string { return filepath.Join(d.Path, "sessions.snap") }
+
 // Socket is the running server's control socket (mode 0600).
 func (d Dir) Socket() string { return filepath.Join(d.Path, "control.sock") }
 

@@ -72,3 +72,12 @@ func TestKeyFromEnvironment(t *testing.T) {
 		t.Fatalf("wrong key: %v", err)
 	}
 }
+
+// TestSnapshotInTheFolder: the session snapshot lives in the data folder,
+// where the server found it before the folder named it.
+func TestSnapshotInTheFolder(t *testing.T) {
+	d := New(filepath.Join(t.TempDir(), "data"))
+	if want := filepath.Join(d.Path, "sessions.snap"); d.Snapshot() != want {
+		t.Fatalf("snapshot %s, want %s", d.Snapshot(), want)
+	}
+}

@@ -167,7 +167,7 @@ func Run(ctx context.Context, opts Options) error {
 	}
 	defer closer.Close()
 	log = core.Log
-	if n, err := loadSessions(core); err != nil {
+	if n, err := loadSessions(core, opts.DataDir.Snapshot()); err != nil {
 		// Losing sessions costs users a code, not safety: go on.
 		log.Warn("sessions from the last run not restored", "err", err)
 	} else if n > 0 {
@@ -263,7 +263,7 @@ func Run(ctx context.Context, opts Options) error {
 	if fe.demoMail != nil {
 		fe.demoMail.Close()
 	}
-	if err := saveSessions(core); err != nil {
+	if err := saveSessions(core, opts.DataDir.Snapshot()); err != nil {
 		log.Error("sessions not saved for the next run", "err", err)
 	}
 	select {

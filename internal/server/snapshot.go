@@ -6,20 +6,15 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"path/filepath"
 )
 
 // snapshotContext binds the sealed snapshot to its use.
 const snapshotContext = "session snapshot"
 
-func snapshotPath(core *Core) string {
-	return filepath.Join(filepath.Dir(core.Store.Path()), "sessions.snap")
-}
-
-// saveSessions seals the live sessions and failure counters into the data
-// folder at shutdown, so that a restart does not send every device's
-// owner back for a new code.
-func saveSessions(core *Core) error {
+// saveSessions seals the live sessions and failure counters into path (in
+// the data folder) at shutdown, so that a restart does not send every
+// device's owner back for a new code.
+func saveSessions(core *Core, path string) error {
 	var buf bytes.Buffer
 	if err := core.Sessions.Snapshot(&buf); err != nil {
 		return fmt.Errorf("session snapshot: %w", err)
@@ -28,7 +23,6 @@ func saveSessions(core *Core) error {
 	if err != nil {
 		return fmt.Errorf("session snapshot: %w", err)
 	}
-	path := snapshotPath(core)
 	tmp := path + ".tmp"
 	if err := os.WriteFile(tmp, sealed, 0o600); err != nil {
 		return fmt.Errorf("session snapshot %s: %w", path, err)
@@ -43,8 +37,7 @@ func saveSessions(core *Core) error {
 // loadSessions restores a snapshot and removes it, so that a crash later
 // never brings back sessions from an older run. It returns the number of
 // sessions restored.
-func loadSessions(core *Core) (int, error) {
-	path := snapshotPath(core)
+func loadSessions(core *Core, path string) (int, error) {
 	sealed, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return 0, nil

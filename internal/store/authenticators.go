@@ -41,7 +41,7 @@ func (s *Store) AddAuthenticator(ctx context.Context, name, label, secret string
 	var a *Authenticator
 	err := s.tx(ctx, func(tx *sql.Tx) error {
 		var uid int64
-		if err := tx.QueryRowContext(ctx, `SELECT id FROM users WHERE name = ?`, name).Scan(&uid); err != nil {
+		if err := tx.QueryRowContext(ctx, s.sql(`SELECT id FROM users WHERE name = ?`), name).Scan(&uid); err != nil {
 			if errors.Is(err, sql.ErrNoRows) {
 				return fmt.Errorf("user %s: %w", name, ErrNotFound)
 			}
@@ -49,11 +49,11 @@ func (s *Store) AddAuthenticator(ctx context.Context, name, label, secret string
 		}
 		// Enrolling again under the same label replaces an unconfirmed one
 		// (the first QR code was never scanned, say).
-		if _, err := tx.ExecContext(ctx, `DELETE FROM authenticators WHERE user_id = ? AND label = ? AND confirmed = 0`, uid, label); err != nil {
+		if _, err := tx.ExecContext(ctx, s.sql(`DELETE FROM authenticators WHERE user_id = ? AND label = ? AND confirmed = FALSE`), uid, label); err != nil {
 			return err
 		}
 		var n int
-		if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM authenticators WHERE user_id = ? AND label = ?`, uid, label).Scan(&n); err != nil {
+		if err := tx.QueryRowContext(ctx, s.sql(`SELECT COUNT(*) FROM authenticators WHERE user_id = ? AND label = ?`), uid, label).Scan(&n); err != nil {
 			return err
 		}
 		if n > 0 {
@@ -64,13 +64,12 @@ func (s *Store) AddAuthenticator(ctx context.Context, name, label, secret string
 			return err
 		}
 		now := s.now()
-		res, err := tx.ExecContext(ctx, `INSERT INTO authenticators (user_id, label, secret, created_at) VALUES (?, ?, ?, ?)`,
-			uid, label, sealed, unix(now))
-		if err != nil {
+		var id int64
+		if err := tx.QueryRowContext(ctx, s.sql(`INSERT INTO authenticators (user_id, label, secret, created_at) VALUES (?, ?, ?, ?) RETURNING id`),
+			uid, label, sealed, unix(now)).Scan(&id); err != nil {
 			return err
 		}
-		id, _ := res.LastInsertId()
-		if _, err := tx.ExecContext(ctx, `UPDATE users SET two_step = 'pending', updated_at = ? WHERE id = ? AND two_step = 'none'`,
+		if _, err := tx.ExecContext(ctx, s.sql(`UPDATE users SET two_step = 'pending', updated_at = ? WHERE id = ? AND two_step = 'none'`),
 			unix(now), uid); err != nil {
 			return err
 		}
@@ -120,15 +119,16 @@ func (s *Store) Authenticators(ctx context.Context, userID int64, confirmedOnly 
 func (s *Store) ConfirmAuthenticator(ctx context.Context, id, step int64) error {
 	return s.tx(ctx, func(tx *sql.Tx) error {
 		var uid int64
-		err := tx.QueryRowContext(ctx, `UPDATE authenticators SET confirmed = 1, last_step = MAX(last_step, ?)
-			WHERE id = ? RETURNING user_id`, step, id).Scan(&uid)
+		err := tx.QueryRowContext(ctx, s.sql(`UPDATE authenticators SET confirmed = TRUE,
+			last_step = CASE WHEN last_step > ? THEN last_step ELSE ? END
+			WHERE id = ? RETURNING user_id`), step, step, id).Scan(&uid)
 		if errors.Is(err, sql.ErrNoRows) {
 			return fmt.Errorf("authenticator %d: %w", id, ErrNotFound)
 		}
 		if err != nil {
 			return err
 		}
-		_, err = tx.ExecContext(ctx, `UPDATE users SET two_step = 'active', updated_at = ? WHERE id = ?`, unix(s.now()), uid)
+		_, err = tx.ExecContext(ctx, s.sql(`UPDATE users SET two_step = 'active', updated_at = ? WHERE id = ?`), unix(s.now()), uid)
 		return err
 	})
 }
@@ -139,15 +139,15 @@ func (s *Store) DisableTwoStep(ctx context.Context, name string) error {
 	name = lookupName(name)
 	return s.tx(ctx, func(tx *sql.Tx) error {
 		var uid int64
-		err := tx.QueryRowContext(ctx, `UPDATE users SET two_step = 'none', epoch = epoch + 1, updated_at = ?
-			WHERE name = ? RETURNING id`, unix(s.now()), name).Scan(&uid)
+		err := tx.QueryRowContext(ctx, s.sql(`UPDATE users SET two_step = 'none', epoch = epoch + 1, updated_at = ?
+			WHERE name = ? RETURNING id`), unix(s.now()), name).Scan(&uid)
 		if errors.Is(err, sql.ErrNoRows) {
 			return fmt.Errorf("user %s: %w", name, ErrNotFound)
 		}
 		if err != nil {
 			return err
 		}
-		_, err = tx.ExecContext(ctx, `DELETE FROM authenticators WHERE user_id = ?`, uid)
+		_, err = tx.ExecContext(ctx, s.sql(`DELETE FROM authenticators WHERE user_id = ?`), uid)
 		return err
 	})
 }
@@ -158,7 +158,8 @@ type AuthenticatorCount struct{ Confirmed, Pending int }
 // AuthenticatorCounts returns the counts for every account that has any,
 // by user id, without opening a single secret.
 func (s *Store) AuthenticatorCounts(ctx context.Context) (map[int64]AuthenticatorCount, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT user_id, SUM(confirmed), SUM(1 - confirmed) FROM authenticators GROUP BY user_id`)
+	rows, err := s.db.QueryContext(ctx, s.sql(`SELECT user_id, COUNT(*) FILTER (WHERE confirmed), COUNT(*) FILTER (WHERE NOT confirmed)
+		FROM authenticators GROUP BY user_id`))
 	if err != nil {
 		return nil, fmt.Errorf("counting authenticators: %w", err)
 	}

@@ -9,9 +9,6 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
-
-	"modernc.org/sqlite"
-	sqlite3 "modernc.org/sqlite/lib"
 )
 
 // health remembers whether the last durable write failed for a reason of
@@ -26,18 +23,12 @@ type health struct {
 
 // storageFault reports whether err says the storage itself cannot take
 // writes, as opposed to a constraint, a replay or a cancelled request.
-func storageFault(err error) bool {
+func (s *Store) storageFault(err error) bool {
 	if err == nil {
 		return false
 	}
-	var se *sqlite.Error
-	if errors.As(err, &se) {
-		switch se.Code() & 0xff {
-		case sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_READONLY, sqlite3.SQLITE_CANTOPEN,
-			sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB, sqlite3.SQLITE_PERM:
-			return true
-		}
-		return false
+	if fault, known := s.d.storageFault(err); known {
+		return fault
 	}
 	return errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EIO) || errors.Is(err, syscall.EROFS)
 }
@@ -56,7 +47,7 @@ func (s *Store) noteWrite(err error) {
 		h.err = nil
 		h.failing.Store(false)
 		h.mu.Unlock()
-	case storageFault(err):
+	case s.storageFault(err):
 		h.mu.Lock()
 		if h.err == nil {
 			h.since = s.now()
@@ -86,8 +77,8 @@ func (s *Store) Healthy() error {
 // failed finds out by itself when they work again (space freed), without
 // waiting for a sign-in to risk it.
 func (s *Store) probeWrite(ctx context.Context) error {
-	_, err := s.db.ExecContext(ctx, `INSERT INTO meta (key, value) VALUES ('write_probe', ?)
-		ON CONFLICT (key) DO UPDATE SET value = excluded.value`, s.now().UTC().Format(time.RFC3339Nano))
+	_, err := s.db.ExecContext(ctx, s.sql(`INSERT INTO meta (key, value) VALUES ('write_probe', ?)
+		ON CONFLICT (key) DO UPDATE SET value = excluded.value`), s.now().UTC().Format(time.RFC3339Nano))
 	s.noteWrite(err)
 	return err
 }

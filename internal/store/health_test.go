@@ -84,25 +84,27 @@ func TestFullDiskWritesFailAndRecover(t *testing.T) {
 // TestNonStorageErrorsKeepHealthy: a replay or a constraint is the
 // caller's business, not the storage's.
 func TestNonStorageErrorsKeepHealthy(t *testing.T) {
-	s := openTest(t, t.TempDir())
-	ctx := context.Background()
-	if _, err := s.AddUser(ctx, NewUser{Name: "alice", PasswordHash: "x"}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := s.AddUser(ctx, NewUser{Name: "alice", PasswordHash: "x"}); !errors.Is(err, ErrExists) {
-		t.Fatalf("second AddUser = %v", err)
-	}
-	a, err := s.AddAuthenticator(ctx, "alice", "phone", "JBSWY3DPEHPK3PXP")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.ConsumeStep(ctx, a.ID, 5); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.ConsumeStep(ctx, a.ID, 5); !errors.Is(err, ErrStepUsed) {
-		t.Fatalf("replayed step = %v", err)
-	}
-	if err := s.Healthy(); err != nil {
-		t.Fatalf("Healthy after a replay and a duplicate name = %v", err)
-	}
+	eachDialect(t, func(t *testing.T, db *testDB) {
+		s := db.open(t)
+		ctx := context.Background()
+		if _, err := s.AddUser(ctx, NewUser{Name: "alice", PasswordHash: "x"}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.AddUser(ctx, NewUser{Name: "alice", PasswordHash: "x"}); !errors.Is(err, ErrExists) {
+			t.Fatalf("second AddUser = %v", err)
+		}
+		a, err := s.AddAuthenticator(ctx, "alice", "phone", "JBSWY3DPEHPK3PXP")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.ConsumeStep(ctx, a.ID, 5); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.ConsumeStep(ctx, a.ID, 5); !errors.Is(err, ErrStepUsed) {
+			t.Fatalf("replayed step = %v", err)
+		}
+		if err := s.Healthy(); err != nil {
+			t.Fatalf("Healthy after a replay and a duplicate name = %v", err)
+		}
+	})
 }

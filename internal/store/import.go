@@ -22,13 +22,13 @@ type Imported struct {
 func (s *Store) Import(ctx context.Context, users []Imported) error {
 	now := unix(s.now())
 	return s.tx(ctx, func(tx *sql.Tx) error {
-		insUser, err := tx.PrepareContext(ctx, `INSERT INTO users (name, display_name, email, phone, password_hash, service, two_step, created_at, updated_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+		insUser, err := tx.PrepareContext(ctx, s.sql(`INSERT INTO users (name, display_name, email, phone, password_hash, service, two_step, created_at, updated_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`))
 		if err != nil {
 			return err
 		}
 		defer insUser.Close()
-		insAuth, err := tx.PrepareContext(ctx, `INSERT INTO authenticators (user_id, label, secret, confirmed, created_at) VALUES (?, 'imported', ?, 1, ?)`)
+		insAuth, err := tx.PrepareContext(ctx, s.sql(`INSERT INTO authenticators (user_id, label, secret, confirmed, created_at) VALUES (?, 'imported', ?, TRUE, ?)`))
 		if err != nil {
 			return err
 		}
@@ -46,18 +46,15 @@ func (s *Store) Import(ctx context.Context, users []Imported) error {
 			if u.TOTPSecret != "" {
 				state = TwoStepActive
 			}
-			res, err := insUser.ExecContext(ctx, u.Name, u.DisplayName, u.Email, u.Phone, u.PasswordHash, u.Service, state, now, now)
+			var id int64
+			err = insUser.QueryRowContext(ctx, u.Name, u.DisplayName, u.Email, u.Phone, u.PasswordHash, u.Service, state, now, now).Scan(&id)
 			if err != nil {
-				if isUnique(err) {
+				if s.d.isUnique(err) {
 					return fmt.Errorf("user %s: %w", u.Name, ErrExists)
 				}
 				return fmt.Errorf("user %s: %w", u.Name, err)
 			}
-			id, err := res.LastInsertId()
-			if err != nil {
-				return err
-			}
-			if err := addToGroups(ctx, tx, id, u.Groups); err != nil {
+			if err := s.addToGroups(ctx, tx, id, u.Groups); err != nil {
 				return err
 			}
 			if u.TOTPSecret != "" {

@@ -67,13 +67,13 @@ func (s *Store) AddMethod(ctx context.Context, name string, kind MethodKind, add
 	var id int64
 	err = s.tx(ctx, func(tx *sql.Tx) error {
 		var uid int64
-		if err := tx.QueryRowContext(ctx, `SELECT id FROM users WHERE name = ?`, name).Scan(&uid); err != nil {
+		if err := tx.QueryRowContext(ctx, s.sql(`SELECT id FROM users WHERE name = ?`), name).Scan(&uid); err != nil {
 			if errors.Is(err, sql.ErrNoRows) {
 				return fmt.Errorf("user %s: %w", name, ErrNotFound)
 			}
 			return err
 		}
-		err := tx.QueryRowContext(ctx, `SELECT id FROM delivery_methods WHERE user_id = ? AND address_hash = ?`, uid, h).Scan(&id)
+		err := tx.QueryRowContext(ctx, s.sql(`SELECT id FROM delivery_methods WHERE user_id = ? AND address_hash = ?`), uid, h).Scan(&id)
 		if err == nil {
 			return nil
 		}
@@ -84,14 +84,12 @@ func (s *Store) AddMethod(ctx context.Context, name string, kind MethodKind, add
 		if err != nil {
 			return err
 		}
-		res, err := tx.ExecContext(ctx, `INSERT INTO delivery_methods (user_id, kind, address, address_hash, created_at)
-			VALUES (?, ?, ?, ?, ?)`, uid, string(kind), sealed, h, unix(s.now()))
-		if err != nil {
+		if err := tx.QueryRowContext(ctx, s.sql(`INSERT INTO delivery_methods (user_id, kind, address, address_hash, created_at)
+			VALUES (?, ?, ?, ?, ?) RETURNING id`), uid, string(kind), sealed, h, unix(s.now())).Scan(&id); err != nil {
 			return err
 		}
-		id, err = res.LastInsertId()
 		created = true
-		return err
+		return nil
 	})
 	if err != nil {
 		return nil, false, fmt.Errorf("user %s: adding a method: %w", name, err)
@@ -125,7 +123,7 @@ func (s *Store) scanMethod(r scanner) (*Method, error) {
 
 // Method returns the delivery method with id.
 func (s *Store) Method(ctx context.Context, id int64) (*Method, error) {
-	m, err := s.scanMethod(s.db.QueryRowContext(ctx, `SELECT `+methodColumns+` FROM delivery_methods WHERE id = ?`, id))
+	m, err := s.scanMethod(s.db.QueryRowContext(ctx, s.sql(`SELECT `+methodColumns+` FROM delivery_methods WHERE id = ?`), id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("method %d: %w", id, ErrNotFound)
 	}
@@ -135,7 +133,7 @@ func (s *Store) Method(ctx context.Context, id int64) (*Method, error) {
 // Methods returns an account's delivery methods, oldest first, with their
 // addresses opened.
 func (s *Store) Methods(ctx context.Context, userID int64) ([]Method, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT `+methodColumns+` FROM delivery_methods WHERE user_id = ? ORDER BY id`, userID)
+	rows, err := s.db.QueryContext(ctx, s.sql(`SELECT `+methodColumns+` FROM delivery_methods WHERE user_id = ? ORDER BY id`), userID)
 	if err != nil {
 		return nil, fmt.Errorf("methods: %w", err)
 	}
@@ -156,7 +154,7 @@ func (s *Store) Methods(ctx context.Context, userID int64) ([]Method, error) {
 func (s *Store) HasVerifiedMethod(ctx context.Context, userID int64, kinds ...MethodKind) (bool, error) {
 	var n int
 	for _, k := range kinds {
-		if err := s.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM delivery_methods WHERE user_id = ? AND kind = ? AND verified = 1`,
+		if err := s.db.QueryRowContext(ctx, s.sql(`SELECT COUNT(*) FROM delivery_methods WHERE user_id = ? AND kind = ? AND verified = TRUE`),
 			userID, string(k)).Scan(&n); err != nil {
 			return false, fmt.Errorf("methods: %w", err)
 		}
@@ -177,8 +175,8 @@ func (s *Store) SetMethodCode(ctx context.Context, id int64, hash string, expire
 // MethodCodeFailed counts a wrong confirmation code against every
 // unverified method of an account.
 func (s *Store) MethodCodeFailed(ctx context.Context, userID int64) error {
-	_, err := s.db.ExecContext(ctx, `UPDATE delivery_methods SET code_failures = code_failures + 1
-		WHERE user_id = ? AND verified = 0 AND code_hash != ''`, userID)
+	_, err := s.db.ExecContext(ctx, s.sql(`UPDATE delivery_methods SET code_failures = code_failures + 1
+		WHERE user_id = ? AND verified = FALSE AND code_hash != ''`), userID)
 	return err
 }
 
@@ -187,16 +185,16 @@ func (s *Store) MethodCodeFailed(ctx context.Context, userID int64) error {
 func (s *Store) VerifyMethod(ctx context.Context, id int64) error {
 	return s.tx(ctx, func(tx *sql.Tx) error {
 		var uid int64
-		err := tx.QueryRowContext(ctx, `UPDATE delivery_methods SET verified = 1, verified_at = ?, code_hash = '',
-			code_expires = 0, code_failures = 0 WHERE id = ? RETURNING user_id`, unix(s.now()), id).Scan(&uid)
+		err := tx.QueryRowContext(ctx, s.sql(`UPDATE delivery_methods SET verified = TRUE, verified_at = ?, code_hash = '',
+			code_expires = 0, code_failures = 0 WHERE id = ? RETURNING user_id`), unix(s.now()), id).Scan(&uid)
 		if errors.Is(err, sql.ErrNoRows) {
 			return fmt.Errorf("method %d: %w", id, ErrNotFound)
 		}
 		if err != nil {
 			return err
 		}
-		_, err = tx.ExecContext(ctx, `UPDATE delivery_methods SET is_primary = 1 WHERE id = ? AND NOT EXISTS
-			(SELECT 1 FROM delivery_methods WHERE user_id = ? AND is_primary = 1 AND verified = 1)`, id, uid)
+		_, err = tx.ExecContext(ctx, s.sql(`UPDATE delivery_methods SET is_primary = TRUE WHERE id = ? AND NOT EXISTS
+			(SELECT 1 FROM delivery_methods WHERE user_id = ? AND is_primary = TRUE AND verified = TRUE)`), id, uid)
 		return err
 	})
 }
@@ -205,7 +203,7 @@ func (s *Store) VerifyMethod(ctx context.Context, id int64) error {
 func (s *Store) SetPrimaryMethod(ctx context.Context, userID, id int64) error {
 	return s.tx(ctx, func(tx *sql.Tx) error {
 		var ok bool
-		err := tx.QueryRowContext(ctx, `SELECT verified FROM delivery_methods WHERE id = ? AND user_id = ?`, id, userID).Scan(&ok)
+		err := tx.QueryRowContext(ctx, s.sql(`SELECT verified FROM delivery_methods WHERE id = ? AND user_id = ?`), id, userID).Scan(&ok)
 		if errors.Is(err, sql.ErrNoRows) {
 			return fmt.Errorf("method %d: %w", id, ErrNotFound)
 		}
@@ -215,7 +213,7 @@ func (s *Store) SetPrimaryMethod(ctx context.Context, userID, id int64) error {
 		if !ok {
 			return fmt.Errorf("method %d is not verified yet", id)
 		}
-		if _, err := tx.ExecContext(ctx, `UPDATE delivery_methods SET is_primary = (id = ?) WHERE user_id = ?`, id, userID); err != nil {
+		if _, err := tx.ExecContext(ctx, s.sql(`UPDATE delivery_methods SET is_primary = (id = ?) WHERE user_id = ?`), id, userID); err != nil {
 			return err
 		}
 		return nil
@@ -240,7 +238,7 @@ func (s *Store) SetTwoStep(ctx context.Context, name string, ts TwoStep) error {
 }
 
 func (s *Store) execOne(ctx context.Context, what, q string, args ...any) error {
-	res, err := s.db.ExecContext(ctx, q, args...)
+	res, err := s.db.ExecContext(ctx, s.sql(q), args...)
 	if err != nil {
 		return fmt.Errorf("%s: %w", what, err)
 	}

@@ -40,6 +40,7 @@ type stepRequest struct {
 
 type stepCommitter struct {
 	db     *sql.DB
+	query  string      // stepUpdate, bound
 	note   func(error) // told how each commit went (store health)
 	update *sql.Stmt   // used only by run's goroutine
 	in     chan *stepRequest
@@ -51,8 +52,14 @@ type stepCommitter struct {
 // maxBatch bounds one group commit.
 const maxBatch = 512
 
-func newStepCommitter(db *sql.DB, note func(error)) *stepCommitter {
-	c := &stepCommitter{db: db, note: note, in: make(chan *stepRequest, maxBatch), quit: make(chan struct{})}
+// stepUpdate records an accepted step unless it, or a later one, was
+// accepted before.
+const stepUpdate = `UPDATE authenticators SET last_step = ? WHERE id = ? AND last_step < ?`
+
+// newStepCommitter starts the group committer; update is stepUpdate bound
+// for the store's engine.
+func newStepCommitter(db *sql.DB, update string, note func(error)) *stepCommitter {
+	c := &stepCommitter{db: db, query: update, note: note, in: make(chan *stepRequest, maxBatch), quit: make(chan struct{})}
 	c.wg.Add(1)
 	go c.run()
 	return c
@@ -114,7 +121,7 @@ func (c *stepCommitter) commit(batch []*stepRequest) {
 			// Prepared once for the committer's life: parsing the
 			// statement (and compiling its trigger) per batch costs
 			// more than running it.
-			if c.update, err = c.db.Prepare(`UPDATE authenticators SET last_step = ? WHERE id = ? AND last_step < ?`); err != nil {
+			if c.update, err = c.db.Prepare(c.query); err != nil {
 				tx.Rollback()
 				return err
 			}
@@ -147,7 +154,7 @@ func (c *stepCommitter) commit(batch []*stepRequest) {
 // LastStep returns the last accepted step of an authenticator.
 func (s *Store) LastStep(ctx context.Context, id int64) (int64, error) {
 	var v int64
-	err := s.db.QueryRowContext(ctx, `SELECT last_step FROM authenticators WHERE id = ?`, id).Scan(&v)
+	err := s.db.QueryRowContext(ctx, s.sql(`SELECT last_step FROM authenticators WHERE id = ?`), id).Scan(&v)
 	if errors.Is(err, sql.ErrNoRows) {
 		return 0, fmt.Errorf("authenticator %d: %w", id, ErrNotFound)
 	}

@@ -130,19 +130,16 @@ func (s *Store) AddUser(ctx context.Context, nu NewUser) (*User, error) {
 	}
 	now := unix(s.now())
 	err = s.tx(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `INSERT INTO users (name, display_name, email, phone, password_hash, service, created_at, updated_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?)`, nu.Name, nu.DisplayName, nu.Email, nu.Phone, nu.PasswordHash, nu.Service, now, now)
+		var id int64
+		err := tx.QueryRowContext(ctx, s.sql(`INSERT INTO users (name, display_name, email, phone, password_hash, service, created_at, updated_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`), nu.Name, nu.DisplayName, nu.Email, nu.Phone, nu.PasswordHash, nu.Service, now, now).Scan(&id)
 		if err != nil {
-			if isUnique(err) {
+			if s.d.isUnique(err) {
 				return fmt.Errorf("user %s: %w", nu.Name, ErrExists)
 			}
 			return fmt.Errorf("user %s: %w", nu.Name, err)
 		}
-		id, err := res.LastInsertId()
-		if err != nil {
-			return err
-		}
-		return addToGroups(ctx, tx, id, nu.Groups)
+		return s.addToGroups(ctx, tx, id, nu.Groups)
 	})
 	if err != nil {
 		return nil, err
@@ -150,13 +147,13 @@ func (s *Store) AddUser(ctx context.Context, nu NewUser) (*User, error) {
 	return s.User(ctx, nu.Name)
 }
 
-func addToGroups(ctx context.Context, tx *sql.Tx, userID int64, groups []string) error {
+func (s *Store) addToGroups(ctx context.Context, tx *sql.Tx, userID int64, groups []string) error {
 	for _, g := range groups {
-		if _, err := tx.ExecContext(ctx, `INSERT INTO groups (name) VALUES (?) ON CONFLICT (name) DO NOTHING`, g); err != nil {
+		if _, err := tx.ExecContext(ctx, s.sql(`INSERT INTO groups (name) VALUES (?) ON CONFLICT (name) DO NOTHING`), g); err != nil {
 			return fmt.Errorf("group %s: %w", g, err)
 		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO group_members (group_id, user_id)
-			SELECT id, ? FROM groups WHERE name = ? ON CONFLICT DO NOTHING`, userID, g); err != nil {
+		if _, err := tx.ExecContext(ctx, s.sql(`INSERT INTO group_members (group_id, user_id)
+			SELECT id, ? FROM groups WHERE name = ? ON CONFLICT DO NOTHING`), userID, g); err != nil {
 			return fmt.Errorf("group %s: %w", g, err)
 		}
 	}
@@ -198,7 +195,7 @@ func (s *Store) userGroups(ctx context.Context, id int64) ([]string, error) {
 
 // Users lists every account, ordered by name, with their groups.
 func (s *Store) Users(ctx context.Context) ([]*User, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT `+userColumns+` FROM users ORDER BY name`)
+	rows, err := s.db.QueryContext(ctx, s.sql(`SELECT `+userColumns+` FROM users ORDER BY name`))
 	if err != nil {
 		return nil, fmt.Errorf("listing users: %w", err)
 	}
@@ -217,7 +214,7 @@ func (s *Store) Users(ctx context.Context) ([]*User, error) {
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("listing users: %w", err)
 	}
-	mrows, err := s.db.QueryContext(ctx, `SELECT m.user_id, g.name FROM group_members m JOIN groups g ON g.id = m.group_id ORDER BY g.name`)
+	mrows, err := s.db.QueryContext(ctx, s.sql(`SELECT m.user_id, g.name FROM group_members m JOIN groups g ON g.id = m.group_id ORDER BY g.name`))
 	if err != nil {
 		return nil, fmt.Errorf("listing groups: %w", err)
 	}
@@ -243,9 +240,9 @@ type Group struct {
 
 // Groups lists every group with its members, ordered by name.
 func (s *Store) Groups(ctx context.Context) ([]Group, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT g.name, COALESCE(u.name, '') FROM groups g
+	rows, err := s.db.QueryContext(ctx, s.sql(`SELECT g.name, COALESCE(u.name, '') FROM groups g
 		LEFT JOIN group_members m ON m.group_id = g.id LEFT JOIN users u ON u.id = m.user_id
-		ORDER BY g.name, u.name`)
+		ORDER BY g.name, u.name`))
 	if err != nil {
 		return nil, fmt.Errorf("listing groups: %w", err)
 	}
@@ -276,13 +273,13 @@ func (s *Store) AddToGroups(ctx context.Context, name string, groups []string) e
 	}
 	return s.tx(ctx, func(tx *sql.Tx) error {
 		var id int64
-		if err := tx.QueryRowContext(ctx, `SELECT id FROM users WHERE name = ?`, name).Scan(&id); err != nil {
+		if err := tx.QueryRowContext(ctx, s.sql(`SELECT id FROM users WHERE name = ?`), name).Scan(&id); err != nil {
 			if errors.Is(err, sql.ErrNoRows) {
 				return fmt.Errorf("user %s: %w", name, ErrNotFound)
 			}
 			return err
 		}
-		return addToGroups(ctx, tx, id, groups)
+		return s.addToGroups(ctx, tx, id, groups)
 	})
 }
 
@@ -308,7 +305,7 @@ func (s *Store) BumpEpoch(ctx context.Context, name string) error {
 // DeleteUser removes an account with its authenticators and memberships.
 func (s *Store) DeleteUser(ctx context.Context, name string) error {
 	name = lookupName(name)
-	res, err := s.db.ExecContext(ctx, `DELETE FROM users WHERE name = ?`, name)
+	res, err := s.db.ExecContext(ctx, s.sql(`DELETE FROM users WHERE name = ?`), name)
 	if err != nil {
 		return fmt.Errorf("user %s: %w", name, err)
 	}
@@ -321,7 +318,7 @@ func (s *Store) DeleteUser(ctx context.Context, name string) error {
 func (s *Store) updateUser(ctx context.Context, name, set string, args ...any) error {
 	name = lookupName(name)
 	args = append(args, unix(s.now()), name)
-	res, err := s.db.ExecContext(ctx, `UPDATE users SET `+set+`, updated_at = ? WHERE name = ?`, args...)
+	res, err := s.db.ExecContext(ctx, s.sql(`UPDATE users SET `+set+`, updated_at = ? WHERE name = ?`), args...)
 	if err != nil {
 		return fmt.Errorf("user %s: %w", name, err)
 	}
@@ -344,8 +341,4 @@ func (s *Store) tx(ctx context.Context, fn func(*sql.Tx) error) error {
 	err = tx.Commit()
 	s.noteWrite(err)
 	return err
-}
-
-func isUnique(err error) bool {
-	return err != nil && strings.Contains(err.Error(), "UNIQUE constraint failed")
 }
