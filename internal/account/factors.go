@@ -22,6 +22,16 @@ func (s *Service) delivery() (*delivery.Delivery, func(), error) {
 	return s.o.Delivery()
 }
 
+// withDelivery runs fn with the delivery of codes and alerts.
+func (s *Service) withDelivery(fn func(*delivery.Delivery) error) error {
+	d, done, err := s.delivery()
+	if err != nil {
+		return err
+	}
+	defer done()
+	return fn(d)
+}
+
 // alert sends al to the owner now; alerts that are turned off are no
 // failure. The change it reports stands whether or not it goes out.
 func alert(ctx context.Context, d *delivery.Delivery, al notify.Alert) error {
@@ -55,17 +65,17 @@ func (s *Service) ConfirmAuthenticator(ctx context.Context, user, code string) (
 	if err != nil {
 		return nil, err
 	}
-	d, done, err := s.delivery()
-	if err != nil {
-		return nil, err
-	}
-	defer done()
-	state, err := d.Methods.Settle(ctx, user)
-	if err != nil {
-		return nil, err
-	}
-	alertErr := alert(ctx, d, notify.Alert{Event: notify.EventMethodAdded, User: user, Detail: fmt.Sprintf("An authenticator %q", label)})
-	return &AuthenticatorConfirmed{Label: label, TwoStep: state, AlertErr: alertErr}, nil
+	var res *AuthenticatorConfirmed
+	err = s.withDelivery(func(d *delivery.Delivery) error {
+		state, err := d.Methods.Settle(ctx, user)
+		if err != nil {
+			return err
+		}
+		alertErr := alert(ctx, d, notify.Alert{Event: notify.EventMethodAdded, User: user, Detail: fmt.Sprintf("An authenticator %q", label)})
+		res = &AuthenticatorConfirmed{Label: label, TwoStep: state, AlertErr: alertErr}
+		return nil
+	})
+	return res, err
 }
 
 // DisableTwoStep removes every authenticator of user, turns two-step off
@@ -87,26 +97,27 @@ func (s *Service) DisableTwoStep(ctx context.Context, user string) (alertErr, er
 // and sends a confirmation code to it. A malformed address is an
 // *InvalidError.
 func (s *Service) AddMethod(ctx context.Context, user string, kind store.MethodKind, address string) (*store.Method, error) {
-	d, done, err := s.delivery()
-	if err != nil {
-		return nil, err
-	}
-	defer done()
-	if _, err := d.Methods.Normalize(kind, address); err != nil {
-		return nil, invalid("address", err)
-	}
-	return d.Methods.Add(ctx, user, kind, address)
+	var m *store.Method
+	err := s.withDelivery(func(d *delivery.Delivery) error {
+		if _, err := d.Methods.Normalize(kind, address); err != nil {
+			return invalid("address", err)
+		}
+		var err error
+		m, err = d.Methods.Add(ctx, user, kind, address)
+		return err
+	})
+	return m, err
 }
 
 // ConfirmMethod verifies the pending method of user that code was sent
 // to, settles two-step and alerts the owner.
 func (s *Service) ConfirmMethod(ctx context.Context, user, code string) (*method.Confirmed, error) {
-	d, done, err := s.delivery()
-	if err != nil {
-		return nil, err
-	}
-	defer done()
-	return d.Methods.Confirm(ctx, user, code)
+	var c *method.Confirmed
+	err := s.withDelivery(func(d *delivery.Delivery) (err error) {
+		c, err = d.Methods.Confirm(ctx, user, code)
+		return err
+	})
+	return c, err
 }
 
 // MethodSummary is a delivery method as listings show it.
@@ -122,20 +133,20 @@ type MethodSummary struct {
 
 // Methods lists user's delivery methods, oldest first.
 func (s *Service) Methods(ctx context.Context, user string) ([]MethodSummary, error) {
-	d, done, err := s.delivery()
-	if err != nil {
-		return nil, err
-	}
-	defer done()
-	ms, err := d.Methods.List(ctx, user)
-	if err != nil {
-		return nil, err
-	}
-	u, err := s.st.User(ctx, user)
-	if err != nil {
-		return nil, err
-	}
-	primary, err := d.Methods.Primary(ctx, u)
+	var ms []store.Method
+	var primary *store.Method
+	err := s.withDelivery(func(d *delivery.Delivery) error {
+		var err error
+		if ms, err = d.Methods.List(ctx, user); err != nil {
+			return err
+		}
+		u, err := s.st.User(ctx, user)
+		if err != nil {
+			return err
+		}
+		primary, err = d.Methods.Primary(ctx, u)
+		return err
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -155,33 +166,23 @@ func (s *Service) Methods(ctx context.Context, user string) ([]MethodSummary, er
 // RemoveMethod removes method id of user; the last second factor of an
 // account with two-step on stays (method.ErrLastFactor).
 func (s *Service) RemoveMethod(ctx context.Context, user string, id int64) error {
-	d, done, err := s.delivery()
-	if err != nil {
-		return err
-	}
-	defer done()
-	return d.Methods.Remove(ctx, user, id)
+	return s.withDelivery(func(d *delivery.Delivery) error { return d.Methods.Remove(ctx, user, id) })
 }
 
 // SetPrimaryMethod makes verified method id the one user's sign-in codes
 // go to.
 func (s *Service) SetPrimaryMethod(ctx context.Context, user string, id int64) error {
-	d, done, err := s.delivery()
-	if err != nil {
-		return err
-	}
-	defer done()
-	return d.Methods.SetPrimary(ctx, user, id)
+	return s.withDelivery(func(d *delivery.Delivery) error { return d.Methods.SetPrimary(ctx, user, id) })
 }
 
 // RecoveryCodes makes new single-use recovery codes for user; the
 // previous ones stop working. They are returned once and kept only as
 // hashes.
 func (s *Service) RecoveryCodes(ctx context.Context, user string) ([]string, error) {
-	d, done, err := s.delivery()
-	if err != nil {
-		return nil, err
-	}
-	defer done()
-	return d.Recovery.Generate(ctx, user)
+	var codes []string
+	err := s.withDelivery(func(d *delivery.Delivery) (err error) {
+		codes, err = d.Recovery.Generate(ctx, user)
+		return err
+	})
+	return codes, err
 }

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
-	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -133,14 +132,7 @@ func (a *app) methodListCommand() *cobra.Command {
 				if err != nil {
 					return err
 				}
-				if asJSON {
-					enc := json.NewEncoder(a.stdout)
-					enc.SetIndent("", "  ")
-					return enc.Encode(out)
-				}
-				w := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
-				fmt.Fprintln(w, "ID\tKIND\tADDRESS\tSTATE")
-				for _, m := range out {
+				return printList(a.stdout, asJSON, out, "ID\tKIND\tADDRESS\tSTATE", func(m account.MethodSummary) string {
 					state := "unverified"
 					if m.Verified {
 						state = "verified"
@@ -148,9 +140,8 @@ func (a *app) methodListCommand() *cobra.Command {
 					if m.Primary {
 						state += ", primary"
 					}
-					fmt.Fprintf(w, "%d\t%s\t%s\t%s\n", m.ID, m.Kind, m.Address, state)
-				}
-				return w.Flush()
+					return fmt.Sprintf("%d\t%s\t%s\t%s", m.ID, m.Kind, m.Address, state)
+				})
 			})
 		},
 	}

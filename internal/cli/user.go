@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"strings"
-	"text/tabwriter"
 
 	"github.com/spf13/cobra"
 
@@ -268,14 +267,7 @@ func (a *app) userListCommand() *cobra.Command {
 				if err != nil {
 					return err
 				}
-				if asJSON {
-					enc := json.NewEncoder(a.stdout)
-					enc.SetIndent("", "  ")
-					return enc.Encode(out)
-				}
-				w := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
-				fmt.Fprintln(w, "NAME\tTWO-STEP\tAUTHENTICATORS\tKIND\tGROUPS\tEMAIL")
-				for _, u := range out {
+				return printList(a.stdout, asJSON, out, "NAME\tTWO-STEP\tAUTHENTICATORS\tKIND\tGROUPS\tEMAIL", func(u account.Summary) string {
 					kind := "person"
 					if u.Service {
 						kind = "service"
@@ -283,9 +275,8 @@ func (a *app) userListCommand() *cobra.Command {
 					if u.Disabled {
 						kind += " (disabled)"
 					}
-					fmt.Fprintf(w, "%s\t%s\t%d\t%s\t%s\t%s\n", u.Name, u.TwoStep, u.Authenticators, kind, strings.Join(u.Groups, ","), u.Email)
-				}
-				return w.Flush()
+					return fmt.Sprintf("%s\t%s\t%d\t%s\t%s\t%s", u.Name, u.TwoStep, u.Authenticators, kind, strings.Join(u.Groups, ","), u.Email)
+				})
 			})
 		},
 	}
