@@ -1,14 +1,13 @@
 package cli
 
 import (
-	"context"
 	"errors"
 	"fmt"
 
 	"github.com/spf13/cobra"
 
+	"github.com/stepgate/stepgate/internal/account"
 	"github.com/stepgate/stepgate/internal/admin"
-	"github.com/stepgate/stepgate/internal/store"
 )
 
 func (a *app) userDisableCommand() *cobra.Command {
@@ -17,12 +16,9 @@ func (a *app) userDisableCommand() *cobra.Command {
 		Short: "Disable an account: its sessions end and its open connections close now",
 		Args:  exactArgs("NAME"),
 		RunE: func(c *cobra.Command, args []string) error {
-			return a.withStore(c.Context(), func(st *store.Store) error {
-				u, err := existingUser(c.Context(), st, args[0])
+			return a.withAccounts(c.Context(), account.Options{}, func(acc *account.Service) error {
+				u, err := acc.Disable(c.Context(), args[0])
 				if err != nil {
-					return err
-				}
-				if err := st.SetDisabled(c.Context(), u.Name, true); err != nil {
 					return err
 				}
 				was := ""
@@ -54,19 +50,14 @@ func (a *app) userEnableCommand() *cobra.Command {
 		Short: "Enable a disabled account; it signs in again with password and a fresh code",
 		Args:  exactArgs("NAME"),
 		RunE: func(c *cobra.Command, args []string) error {
-			return a.withStore(c.Context(), func(st *store.Store) error {
-				u, err := existingUser(c.Context(), st, args[0])
+			return a.withAccounts(c.Context(), account.Options{}, func(acc *account.Service) error {
+				u, changed, err := acc.Enable(c.Context(), args[0])
 				if err != nil {
 					return err
 				}
-				if !u.Disabled {
-					// Enabling moves the epoch, which would end the live
-					// sessions of an account nobody meant to touch.
+				if !changed {
 					fmt.Fprintf(a.stdout, "%s is not disabled; nothing changed\n", u.Name)
 					return nil
-				}
-				if err := st.SetDisabled(c.Context(), u.Name, false); err != nil {
-					return err
 				}
 				a.notifyServer(c.Context())
 				fmt.Fprintf(a.stdout, "enabled %s; sessions from before it was disabled stay ended, so sign in again with password and a fresh code\n", u.Name)
@@ -74,13 +65,4 @@ func (a *app) userEnableCommand() *cobra.Command {
 			})
 		},
 	}
-}
-
-// existingUser looks an account up, saying plainly when there is none.
-func existingUser(ctx context.Context, st *store.Store, name string) (*store.User, error) {
-	u, err := st.User(ctx, name)
-	if errors.Is(err, store.ErrNotFound) {
-		return nil, fmt.Errorf("no account named %q (stepgate user list shows them)", name)
-	}
-	return u, err
 }

@@ -1,17 +1,15 @@
 package cli
 
 import (
-	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"strconv"
-	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/stepgate/stepgate/internal/account"
 	"github.com/stepgate/stepgate/internal/config"
 	"github.com/stepgate/stepgate/internal/delivery"
 	"github.com/stepgate/stepgate/internal/notify"
@@ -38,16 +36,20 @@ func (a *app) newDelivery(st *store.Store) (*delivery.Delivery, *config.Config, 
 	return d, cfg, nil
 }
 
-// withDelivery opens the store and the delivery of codes.
-func (a *app) withDelivery(ctx context.Context, fn func(*store.Store, *delivery.Delivery, *config.Config) error) error {
-	return a.withStore(ctx, func(st *store.Store) error {
+// deliveryFor builds the delivery of codes over st when an account action
+// asks for it; loaded, when not nil, is set to the configuration it was
+// built from.
+func (a *app) deliveryFor(st *store.Store, loaded **config.Config) func() (*delivery.Delivery, func(), error) {
+	return func() (*delivery.Delivery, func(), error) {
 		d, cfg, err := a.newDelivery(st)
 		if err != nil {
-			return err
+			return nil, nil, err
 		}
-		defer d.Close()
-		return fn(st, d, cfg)
-	})
+		if loaded != nil {
+			*loaded = cfg
+		}
+		return d, func() { d.Close() }, nil
+	}
 }
 
 func (a *app) userMethodCommand() *cobra.Command {
@@ -69,13 +71,10 @@ func (a *app) methodAddCommand() *cobra.Command {
 			if phone != "" {
 				kind, addr = store.MethodSMS, phone
 			}
-			return a.withDelivery(c.Context(), func(st *store.Store, d *delivery.Delivery, cfg *config.Config) error {
-				if _, err := d.Methods.Normalize(kind, addr); err != nil {
-					return usageError{err}
-				}
-				m, err := d.Methods.Add(c.Context(), args[0], kind, addr)
+			return a.withAccounts(c.Context(), account.Options{}, func(acc *account.Service) error {
+				m, err := acc.AddMethod(c.Context(), args[0], kind, addr)
 				if err != nil {
-					return err
+					return invalidUsage(err)
 				}
 				fmt.Fprintf(a.stdout, "confirmation code sent to %s (method %d, valid until %s)\nrun: stepgate user method confirm %s CODE\n",
 					notify.Mask(m.Kind, m.Address), m.ID, m.CodeExpires.Local().Format(time.Kitchen), args[0])
@@ -94,8 +93,8 @@ func (a *app) methodConfirmCommand() *cobra.Command {
 		Short: "Confirm a new method with the code sent to it; two-step turns on",
 		Args:  exactArgs("NAME", "CODE"),
 		RunE: func(c *cobra.Command, args []string) error {
-			return a.withDelivery(c.Context(), func(st *store.Store, d *delivery.Delivery, cfg *config.Config) error {
-				res, err := d.Methods.Confirm(c.Context(), args[0], args[1])
+			return a.withAccounts(c.Context(), account.Options{}, func(acc *account.Service) error {
+				res, err := acc.ConfirmMethod(c.Context(), args[0], args[1])
 				if err != nil {
 					return err
 				}
@@ -103,9 +102,7 @@ func (a *app) methodConfirmCommand() *cobra.Command {
 				m := res.Method
 				fmt.Fprintf(a.stdout, "method %d (%s %s) is verified\n", m.ID, m.Kind, notify.Mask(m.Kind, m.Address))
 				a.printTwoStep(args[0], res.TwoStep)
-				if res.AlertErr != nil {
-					fmt.Fprintf(a.stderr, "warning: the security alert was not sent: %v\n", res.AlertErr)
-				}
+				a.warnAlert(res.AlertErr)
 				return nil
 			})
 		},
@@ -123,17 +120,6 @@ func (a *app) printTwoStep(user string, state store.TwoStep) {
 	}
 }
 
-// methodJSON is a method as `user method list --json` prints it.
-type methodJSON struct {
-	ID       int64      `json:"id"`
-	Kind     string     `json:"kind"`
-	Address  string     `json:"address"`
-	Verified bool       `json:"verified"`
-	Primary  bool       `json:"primary"`
-	Created  time.Time  `json:"created"`
-	Verify   *time.Time `json:"verified_at,omitempty"`
-}
-
 func (a *app) methodListCommand() *cobra.Command {
 	var asJSON bool
 	c := &cobra.Command{
@@ -141,37 +127,12 @@ func (a *app) methodListCommand() *cobra.Command {
 		Short: "List an account's methods",
 		Args:  exactArgs("NAME"),
 		RunE: func(c *cobra.Command, args []string) error {
-			return a.withDelivery(c.Context(), func(st *store.Store, d *delivery.Delivery, cfg *config.Config) error {
-				ms, err := d.Methods.List(c.Context(), args[0])
+			return a.withAccounts(c.Context(), account.Options{}, func(acc *account.Service) error {
+				out, err := acc.Methods(c.Context(), args[0])
 				if err != nil {
 					return err
 				}
-				u, err := st.User(c.Context(), args[0])
-				if err != nil {
-					return err
-				}
-				primary, err := d.Methods.Primary(c.Context(), u)
-				if err != nil {
-					return err
-				}
-				out := make([]methodJSON, 0, len(ms))
-				for _, m := range ms {
-					j := methodJSON{ID: m.ID, Kind: string(m.Kind), Address: m.Address, Verified: m.Verified,
-						Primary: primary != nil && primary.ID == m.ID, Created: m.Created.UTC()}
-					if m.Verified {
-						v := m.VerifiedAt.UTC()
-						j.Verify = &v
-					}
-					out = append(out, j)
-				}
-				if asJSON {
-					enc := json.NewEncoder(a.stdout)
-					enc.SetIndent("", "  ")
-					return enc.Encode(out)
-				}
-				w := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
-				fmt.Fprintln(w, "ID\tKIND\tADDRESS\tSTATE")
-				for _, m := range out {
+				return printList(a.stdout, asJSON, out, "ID\tKIND\tADDRESS\tSTATE", func(m account.MethodSummary) string {
 					state := "unverified"
 					if m.Verified {
 						state = "verified"
@@ -179,9 +140,8 @@ func (a *app) methodListCommand() *cobra.Command {
 					if m.Primary {
 						state += ", primary"
 					}
-					fmt.Fprintf(w, "%d\t%s\t%s\t%s\n", m.ID, m.Kind, m.Address, state)
-				}
-				return w.Flush()
+					return fmt.Sprintf("%d\t%s\t%s\t%s", m.ID, m.Kind, m.Address, state)
+				})
 			})
 		},
 	}
@@ -211,8 +171,8 @@ func (a *app) methodRemoveCommand() *cobra.Command {
 			if !yes {
 				return usagef("this removes method %d of %s; add --yes to do it", id, args[0])
 			}
-			return a.withDelivery(c.Context(), func(st *store.Store, d *delivery.Delivery, cfg *config.Config) error {
-				if err := d.Methods.Remove(c.Context(), args[0], id); err != nil {
+			return a.withAccounts(c.Context(), account.Options{}, func(acc *account.Service) error {
+				if err := acc.RemoveMethod(c.Context(), args[0], id); err != nil {
 					return err
 				}
 				fmt.Fprintf(a.stdout, "removed method %d of %s\n", id, args[0])
@@ -234,8 +194,8 @@ func (a *app) methodPrimaryCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return a.withDelivery(c.Context(), func(st *store.Store, d *delivery.Delivery, cfg *config.Config) error {
-				if err := d.Methods.SetPrimary(c.Context(), args[0], id); err != nil {
+			return a.withAccounts(c.Context(), account.Options{}, func(acc *account.Service) error {
+				if err := acc.SetPrimaryMethod(c.Context(), args[0], id); err != nil {
 					return err
 				}
 				fmt.Fprintf(a.stdout, "sign-in codes for %s now go to method %d\n", args[0], id)
@@ -252,8 +212,12 @@ func (a *app) userRecoveryCodesCommand() *cobra.Command {
 		Short: "Make 10 new single-use recovery codes (shown once; the previous ones stop working)",
 		Args:  exactArgs("NAME"),
 		RunE: func(c *cobra.Command, args []string) error {
-			return a.withDelivery(c.Context(), func(st *store.Store, d *delivery.Delivery, cfg *config.Config) error {
-				codes, err := d.Recovery.Generate(c.Context(), args[0])
+			return a.withStore(c.Context(), func(st *store.Store) error {
+				// The configuration the codes were made under also says
+				// how to type them.
+				var cfg *config.Config
+				acc := account.New(st, account.Options{Delivery: a.deliveryFor(st, &cfg)})
+				codes, err := acc.RecoveryCodes(c.Context(), args[0])
 				if err != nil {
 					return err
 				}
@@ -277,36 +241,10 @@ func (a *app) userRecoveryCodesCommand() *cobra.Command {
 	return c
 }
 
-// afterAuthenticatorConfirmed settles two-step under the backup policy
-// and alerts the owner that a new authenticator works. It returns the
-// account's two-step state.
-func (a *app) afterAuthenticatorConfirmed(ctx context.Context, st *store.Store, user, label string) (store.TwoStep, error) {
-	d, _, err := a.newDelivery(st)
+// warnAlert says that a security alert did not go out; the change it
+// reports was made all the same.
+func (a *app) warnAlert(err error) {
 	if err != nil {
-		return "", err
-	}
-	defer d.Close()
-	state, err := d.Methods.Settle(ctx, user)
-	if err != nil {
-		return "", err
-	}
-	a.alert(ctx, d, notify.Alert{Event: notify.EventMethodAdded, User: user, Detail: fmt.Sprintf("An authenticator %q", label)})
-	return state, nil
-}
-
-// alertTwoStepDisabled tells the owner that two-step was turned off.
-func (a *app) alertTwoStepDisabled(ctx context.Context, st *store.Store, user string) {
-	d, _, err := a.newDelivery(st)
-	if err != nil {
-		fmt.Fprintf(a.stderr, "warning: the security alert was not sent: %v\n", err)
-		return
-	}
-	defer d.Close()
-	a.alert(ctx, d, notify.Alert{Event: notify.EventTwoStepDisabled, User: user})
-}
-
-func (a *app) alert(ctx context.Context, d *delivery.Delivery, al notify.Alert) {
-	if _, err := d.Alerts.Send(ctx, al); err != nil && !errors.Is(err, notify.ErrAlertsOff) {
 		fmt.Fprintf(a.stderr, "warning: the security alert was not sent: %v\n", err)
 	}
 }

@@ -1,9 +1,7 @@
 package cli
 
 import (
-	"encoding/json"
 	"fmt"
-	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -27,18 +25,10 @@ func (a *app) sessionListCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if asJSON {
-				enc := json.NewEncoder(a.stdout)
-				enc.SetIndent("", "  ")
-				return enc.Encode(ss)
-			}
-			w := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(w, "ID\tUSER\tPROTOCOL\tREMOTE\tCREATED\tLAST USED\tEXPIRES")
-			for _, s := range ss {
-				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.ID, s.User, s.Protocol, s.Remote,
+			return printList(a.stdout, asJSON, ss, "ID\tUSER\tPROTOCOL\tREMOTE\tCREATED\tLAST USED\tEXPIRES", func(s admin.SessionInfo) string {
+				return fmt.Sprintf("%s\t%s\t%s\t%s\t%s\t%s\t%s", s.ID, s.User, s.Protocol, s.Remote,
 					s.Created.Format(time.RFC3339), s.LastUsed.Format(time.RFC3339), s.Expires.Format(time.RFC3339))
-			}
-			return w.Flush()
+			})
 		},
 	}
 	c.Flags().StringVar(&user, "user", "", "only this user's sessions")

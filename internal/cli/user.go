@@ -6,16 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/mail"
-	"regexp"
 	"strings"
-	"text/tabwriter"
-	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/stepgate/stepgate/internal/account"
 	"github.com/stepgate/stepgate/internal/enroll"
-	"github.com/stepgate/stepgate/internal/password"
 	"github.com/stepgate/stepgate/internal/store"
 	"github.com/stepgate/stepgate/internal/verifier"
 )
@@ -43,6 +39,35 @@ func readSecret(r io.Reader) (string, error) {
 	return s, nil
 }
 
+// readPassword reads a new password from r. An empty one is refused here,
+// before the store is opened (or created).
+func readPassword(r io.Reader) (string, error) {
+	pw, err := readSecret(r)
+	if err != nil {
+		return "", err
+	}
+	if pw == "" {
+		return "", errors.New("empty password on standard input")
+	}
+	return pw, nil
+}
+
+// invalidUsage turns a request that account refused as malformed into a
+// usage error, in the words of the flag it came from.
+func invalidUsage(err error) error {
+	var inv *account.InvalidError
+	if !errors.As(err, &inv) {
+		return err
+	}
+	switch inv.Field {
+	case "email":
+		return usagef("--email %v", inv.Err)
+	case "group":
+		return usagef("--group: %v", inv.Err)
+	}
+	return usageError{err}
+}
+
 func (a *app) withStore(ctx context.Context, fn func(*store.Store) error) error {
 	st, err := a.dir().Open(ctx)
 	if err != nil {
@@ -52,29 +77,23 @@ func (a *app) withStore(ctx context.Context, fn func(*store.Store) error) error 
 	return fn(st)
 }
 
+// withAccounts opens the store and gives fn the account actions on it.
+// The delivery of codes is built from the configuration only if an action
+// asks for it, so that a broken configuration stops only those.
+func (a *app) withAccounts(ctx context.Context, o account.Options, fn func(*account.Service) error) error {
+	return a.withStore(ctx, func(st *store.Store) error {
+		if o.Delivery == nil {
+			o.Delivery = a.deliveryFor(st, nil)
+		}
+		return fn(account.New(st, o))
+	})
+}
+
 func (a *app) userCommand() *cobra.Command {
 	return group("user", "Manage accounts and their authenticators",
 		a.userAddCommand(), a.userPasswdCommand(), a.userEnrollCommand(), a.userConfirmCommand(),
 		a.userListCommand(), a.userDisableCommand(), a.userEnableCommand(), a.userDisable2SVCommand(), a.userDeleteCommand(),
 		a.userMethodCommand(), a.userRecoveryCodesCommand())
-}
-
-var phoneRE = regexp.MustCompile(`^\+[1-9][0-9]{6,14}$`)
-
-// normalisePhone accepts +CC NNN... with spaces, dots, dashes or brackets
-// and returns the E.164 form.
-func normalisePhone(p string) (string, error) {
-	clean := strings.Map(func(r rune) rune {
-		switch r {
-		case ' ', '-', '.', '(', ')':
-			return -1
-		}
-		return r
-	}, p)
-	if !phoneRE.MatchString(clean) {
-		return "", fmt.Errorf("phone %q is not an international number: write it as +CC followed by the number, e.g. +44 20 7946 0958", p)
-	}
-	return clean, nil
 }
 
 func (a *app) userAddCommand() *cobra.Command {
@@ -89,41 +108,16 @@ func (a *app) userAddCommand() *cobra.Command {
 			if !stdin {
 				return usagef("--password-stdin is required: passwords are never taken from the command line")
 			}
-			if _, err := store.AccountName(args[0]); err != nil {
-				return usageError{err}
-			}
-			if email != "" {
-				addr, err := mail.ParseAddress(email)
-				if err != nil || addr.Address != email {
-					return usagef("--email %q is not a plain e-mail address", email)
-				}
-			}
-			if phone != "" {
-				p, err := normalisePhone(phone)
-				if err != nil {
-					return usageError{err}
-				}
-				phone = p
-			}
-			for _, g := range groups {
-				if err := store.ValidName(g); err != nil {
-					return usagef("--group: %v", err)
-				}
-			}
-			pw, err := readSecret(a.stdin)
+			nu, err := account.NewUser{Name: args[0], DisplayName: display, Email: email, Phone: phone,
+				Groups: groups, Service: service}.Check()
 			if err != nil {
+				return invalidUsage(err)
+			}
+			if nu.Password, err = readPassword(a.stdin); err != nil {
 				return err
 			}
-			if pw == "" {
-				return errors.New("empty password on standard input")
-			}
-			hash, err := password.Hash(pw)
-			if err != nil {
-				return err
-			}
-			return a.withStore(c.Context(), func(st *store.Store) error {
-				u, err := st.AddUser(c.Context(), store.NewUser{Name: args[0], DisplayName: display, Email: email,
-					Phone: phone, PasswordHash: hash, Service: service, Groups: groups})
+			return a.withAccounts(c.Context(), account.Options{}, func(acc *account.Service) error {
+				u, err := acc.AddUser(c.Context(), nu)
 				if err != nil {
 					return err
 				}
@@ -156,19 +150,12 @@ func (a *app) userPasswdCommand() *cobra.Command {
 			if !stdin {
 				return usagef("--password-stdin is required: passwords are never taken from the command line")
 			}
-			pw, err := readSecret(a.stdin)
+			pw, err := readPassword(a.stdin)
 			if err != nil {
 				return err
 			}
-			if pw == "" {
-				return errors.New("empty password on standard input")
-			}
-			hash, err := password.Hash(pw)
-			if err != nil {
-				return err
-			}
-			return a.withStore(c.Context(), func(st *store.Store) error {
-				if err := st.SetPassword(c.Context(), args[0], hash); err != nil {
+			return a.withAccounts(c.Context(), account.Options{}, func(acc *account.Service) error {
+				if err := acc.SetPassword(c.Context(), args[0], pw); err != nil {
 					return err
 				}
 				a.notifyServer(c.Context())
@@ -181,16 +168,20 @@ func (a *app) userPasswdCommand() *cobra.Command {
 	return c
 }
 
-// totpParams are the code parameters of the configuration in effect.
-func (a *app) totpParams() (verifier.TOTP, string, error) {
+// codeOptions are the account options with the code parameters of the
+// configuration in effect, read before the store is opened.
+func (a *app) codeOptions() (account.Options, error) {
 	cfg, err := a.config()
 	if err != nil {
-		return verifier.TOTP{}, "", err
+		return account.Options{}, err
 	}
 	if err := cfg.Validate(); err != nil {
-		return verifier.TOTP{}, "", err
+		return account.Options{}, err
 	}
-	return verifier.TOTP{Digits: cfg.TwoStep.Digits, Period: cfg.TwoStep.Period.D(), Skew: cfg.TwoStep.Skew}, cfg.TwoStep.Issuer, nil
+	return account.Options{
+		TOTP:   verifier.TOTP{Digits: cfg.TwoStep.Digits, Period: cfg.TwoStep.Period.D(), Skew: cfg.TwoStep.Skew},
+		Issuer: cfg.TwoStep.Issuer,
+	}, nil
 }
 
 func (a *app) userEnrollCommand() *cobra.Command {
@@ -201,12 +192,12 @@ func (a *app) userEnrollCommand() *cobra.Command {
 		Short: "Add an authenticator app; it works once confirmed with a first code",
 		Args:  exactArgs("NAME"),
 		RunE: func(c *cobra.Command, args []string) error {
-			p, issuer, err := a.totpParams()
+			o, err := a.codeOptions()
 			if err != nil {
 				return err
 			}
-			return a.withStore(c.Context(), func(st *store.Store) error {
-				e, err := enroll.Start(c.Context(), st, args[0], label, issuer, p)
+			return a.withAccounts(c.Context(), o, func(acc *account.Service) error {
+				e, err := acc.Enroll(c.Context(), args[0], label)
 				if err != nil {
 					return err
 				}
@@ -242,44 +233,26 @@ func (a *app) userConfirmCommand() *cobra.Command {
 		Short: "Confirm a new authenticator with the code it shows; two-step turns on",
 		Args:  exactArgs("NAME", "CODE"),
 		RunE: func(c *cobra.Command, args []string) error {
-			p, _, err := a.totpParams()
+			o, err := a.codeOptions()
 			if err != nil {
 				return err
 			}
-			return a.withStore(c.Context(), func(st *store.Store) error {
-				label, err := enroll.Confirm(c.Context(), st, p, args[0], args[1], time.Now())
+			return a.withAccounts(c.Context(), o, func(acc *account.Service) error {
+				res, err := acc.ConfirmAuthenticator(c.Context(), args[0], args[1])
 				if err != nil {
 					return err
 				}
-				state, err := a.afterAuthenticatorConfirmed(c.Context(), st, args[0], label)
-				if err != nil {
-					return err
-				}
+				a.warnAlert(res.AlertErr)
 				a.notifyServer(c.Context())
-				if state == store.TwoStepPending {
-					a.printTwoStep(args[0], state)
+				if res.TwoStep == store.TwoStepPending {
+					a.printTwoStep(args[0], res.TwoStep)
 					return nil
 				}
-				fmt.Fprintf(a.stdout, "two-step verification is on for %s (authenticator %q)\n", args[0], label)
+				fmt.Fprintf(a.stdout, "two-step verification is on for %s (authenticator %q)\n", args[0], res.Label)
 				return nil
 			})
 		},
 	}
-}
-
-// userJSON is an account as `user list --json` prints it: never a secret.
-type userJSON struct {
-	Name           string    `json:"name"`
-	DisplayName    string    `json:"display_name"`
-	Email          string    `json:"email"`
-	Phone          string    `json:"phone"`
-	TwoStep        string    `json:"two_step"`
-	Authenticators int       `json:"authenticators"`
-	Pending        int       `json:"pending_authenticators"`
-	Service        bool      `json:"service"`
-	Disabled       bool      `json:"disabled"`
-	Groups         []string  `json:"groups"`
-	Created        time.Time `json:"created"`
 }
 
 func (a *app) userListCommand() *cobra.Command {
@@ -289,34 +262,12 @@ func (a *app) userListCommand() *cobra.Command {
 		Short: "List accounts (never a secret)",
 		Args:  noArgs,
 		RunE: func(c *cobra.Command, args []string) error {
-			return a.withStore(c.Context(), func(st *store.Store) error {
-				users, err := st.Users(c.Context())
+			return a.withAccounts(c.Context(), account.Options{}, func(acc *account.Service) error {
+				out, err := acc.List(c.Context())
 				if err != nil {
 					return err
 				}
-				counts, err := st.AuthenticatorCounts(c.Context())
-				if err != nil {
-					return err
-				}
-				out := make([]userJSON, 0, len(users))
-				for _, u := range users {
-					n := counts[u.ID]
-					g := u.Groups
-					if g == nil {
-						g = []string{}
-					}
-					out = append(out, userJSON{Name: u.Name, DisplayName: u.DisplayName, Email: u.Email, Phone: u.Phone,
-						TwoStep: string(u.TwoStep), Authenticators: n.Confirmed, Pending: n.Pending, Service: u.Service,
-						Disabled: u.Disabled, Groups: g, Created: u.Created.UTC()})
-				}
-				if asJSON {
-					enc := json.NewEncoder(a.stdout)
-					enc.SetIndent("", "  ")
-					return enc.Encode(out)
-				}
-				w := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
-				fmt.Fprintln(w, "NAME\tTWO-STEP\tAUTHENTICATORS\tKIND\tGROUPS\tEMAIL")
-				for _, u := range out {
+				return printList(a.stdout, asJSON, out, "NAME\tTWO-STEP\tAUTHENTICATORS\tKIND\tGROUPS\tEMAIL", func(u account.Summary) string {
 					kind := "person"
 					if u.Service {
 						kind = "service"
@@ -324,9 +275,8 @@ func (a *app) userListCommand() *cobra.Command {
 					if u.Disabled {
 						kind += " (disabled)"
 					}
-					fmt.Fprintf(w, "%s\t%s\t%d\t%s\t%s\t%s\n", u.Name, u.TwoStep, u.Authenticators, kind, strings.Join(u.Groups, ","), u.Email)
-				}
-				return w.Flush()
+					return fmt.Sprintf("%s\t%s\t%d\t%s\t%s\t%s", u.Name, u.TwoStep, u.Authenticators, kind, strings.Join(u.Groups, ","), u.Email)
+				})
 			})
 		},
 	}
@@ -337,11 +287,12 @@ func (a *app) userListCommand() *cobra.Command {
 func (a *app) userDisable2SVCommand() *cobra.Command {
 	return a.confirmedUserCommand("disable-2sv", "Remove every authenticator of an account and turn two-step off",
 		"this removes every authenticator of %s",
-		func(ctx context.Context, st *store.Store, name string) error {
-			if err := st.DisableTwoStep(ctx, name); err != nil {
+		func(ctx context.Context, acc *account.Service, name string) error {
+			alertErr, err := acc.DisableTwoStep(ctx, name)
+			if err != nil {
 				return err
 			}
-			a.alertTwoStepDisabled(ctx, st, name)
+			a.warnAlert(alertErr)
 			return nil
 		},
 		"two-step verification is off for %s; its authenticators are removed and its sessions have ended\n")
@@ -349,13 +300,13 @@ func (a *app) userDisable2SVCommand() *cobra.Command {
 
 func (a *app) userDeleteCommand() *cobra.Command {
 	return a.confirmedUserCommand("delete", "Delete an account", "this deletes %s for good",
-		func(ctx context.Context, st *store.Store, name string) error { return st.DeleteUser(ctx, name) },
+		func(ctx context.Context, acc *account.Service, name string) error { return acc.Delete(ctx, name) },
 		"deleted %s\n")
 }
 
 // confirmedUserCommand is a command that changes one account for good and
 // so wants --yes.
-func (a *app) confirmedUserCommand(verb, short, warning string, do func(context.Context, *store.Store, string) error, done string) *cobra.Command {
+func (a *app) confirmedUserCommand(verb, short, warning string, do func(context.Context, *account.Service, string) error, done string) *cobra.Command {
 	var yes bool
 	c := &cobra.Command{
 		Use:   verb + " NAME --yes",
@@ -365,8 +316,8 @@ func (a *app) confirmedUserCommand(verb, short, warning string, do func(context.
 			if !yes {
 				return usagef(warning+"; add --yes to do it", args[0])
 			}
-			return a.withStore(c.Context(), func(st *store.Store) error {
-				if err := do(c.Context(), st, args[0]); err != nil {
+			return a.withAccounts(c.Context(), account.Options{}, func(acc *account.Service) error {
+				if err := do(c.Context(), acc, args[0]); err != nil {
 					return err
 				}
 				a.notifyServer(c.Context())

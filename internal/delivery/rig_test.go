@@ -141,7 +141,7 @@ func newRig(t testing.TB, o rigOptions) *rig {
 			if o.verifier != nil {
 				o.verifier(vc)
 			}
-			d, err := delivery.New(vc.Store, vc.Sessions, cfg, delivery.Options{Rule: vc.Rule, Service: "Example Mail",
+			d, err := delivery.New(vc.Store.(*store.Store), vc.Sessions, cfg, delivery.Options{Rule: vc.Rule, Service: "Example Mail",
 				Log: slog.New(slog.NewJSONHandler(r.log, &slog.HandlerOptions{Level: slog.LevelDebug})), Now: clock.Now})
 			if err != nil {
 				t.Fatal(err)

@@ -27,7 +27,7 @@ type authenticator struct {
 // database read. It is cleared whenever the store's generation moves,
 // whichever process changed it.
 type accounts struct {
-	st *store.Store
+	st accountSource
 
 	mu      sync.RWMutex
 	gen     int64
@@ -39,7 +39,7 @@ type accounts struct {
 // make the cache hold.
 const maxUnknown = 10000
 
-func newAccounts(st *store.Store) *accounts {
+func newAccounts(st accountSource) *accounts {
 	return &accounts{st: st, byName: map[string]*account{}}
 }
 

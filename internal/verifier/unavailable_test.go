@@ -9,6 +9,7 @@ import (
 
 	"github.com/stepgate/stepgate/internal/notify"
 	"github.com/stepgate/stepgate/internal/recovery"
+	"github.com/stepgate/stepgate/internal/store"
 	"github.com/stepgate/stepgate/internal/verifier"
 )
 
@@ -46,7 +47,8 @@ func TestUnrecordedCodeIsNotUsed(t *testing.T) {
 func TestUnrecordedRecoveryCodeIsNotUsed(t *testing.T) {
 	var rec *recovery.Service
 	e := newEnv(t, func(c *verifier.Config) {
-		rec = recovery.New(c.Store, notify.NewAlerter(c.Store, nil, notify.DefaultAlerts, notify.AlerterOptions{}),
+		st := c.Store.(*store.Store)
+		rec = recovery.New(st, notify.NewAlerter(st, nil, notify.DefaultAlerts, notify.AlerterOptions{}),
 			slog.New(slog.DiscardHandler))
 		c.Codes = []verifier.CodeSource{rec}
 	})

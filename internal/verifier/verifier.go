@@ -66,7 +66,7 @@ type Observer interface {
 
 // Config configures a Verifier.
 type Config struct {
-	Store    *store.Store
+	Store    Store
 	Sessions *session.Store
 	Rule     credential.Rule // the split rule; DefaultRule when zero
 	TOTP     TOTP            // DefaultTOTP when zero
@@ -88,7 +88,7 @@ type Config struct {
 
 // Verifier decides sign-ins. It is safe for concurrent use.
 type Verifier struct {
-	st       *store.Store
+	st       Store
 	sessions *session.Store
 	rule     credential.Rule
 	totp     TOTP
@@ -108,6 +108,9 @@ type Verifier struct {
 
 // New returns a Verifier.
 func New(cfg Config) (*Verifier, error) {
+	if st, ok := cfg.Store.(*store.Store); ok && st == nil {
+		cfg.Store = nil // a nil *store.Store is no store either
+	}
 	if cfg.Store == nil || cfg.Sessions == nil {
 		return nil, errors.New("verifier: a store and a session store are required")
 	}

@@ -62,9 +62,17 @@ func isDNAttribute(name string) bool {
 	return false
 }
 
+// directoryStore is what the directory reads from the store; *store.Store
+// has it. The tree depends on these three calls only.
+type directoryStore interface {
+	Generation(ctx context.Context) (int64, error)
+	Users(ctx context.Context) ([]*store.User, error)
+	Groups(ctx context.Context) ([]store.Group, error)
+}
+
 // directory builds and caches the tree from the store.
 type directory struct {
-	st   *store.Store
+	st   directoryStore
 	base *goldap.DN
 	// baseDN is the base as configured, used to build DNs.
 	baseDN string
@@ -104,7 +112,7 @@ func dnKey(dn *goldap.DN) string {
 	return b.String()
 }
 
-func newDirectory(st *store.Store, baseDN string) (*directory, error) {
+func newDirectory(st directoryStore, baseDN string) (*directory, error) {
 	base, err := goldap.ParseDN(baseDN)
 	if err != nil || len(base.RDNs) == 0 {
 		return nil, fmt.Errorf("ldap.base_dn %q is not a DN", baseDN)
