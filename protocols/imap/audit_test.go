@@ -1,9 +1,7 @@
 package imap
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
 	"fmt"
 	"net"
 	"os/exec"
@@ -11,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stepgate/stepgate/internal/relay/relaytest"
 	"github.com/stepgate/stepgate/internal/testenv"
 )
 
@@ -21,35 +20,11 @@ func newRefusalRig(t *testing.T) *rig {
 	return newRigFor(t, nil, Upstream{Addr: "127.0.0.1:1", TLS: "none"}, testenv.NewPKI(t).Server, nil)
 }
 
-// events decodes the audit log.
-func events(t *testing.T, r *rig) []map[string]any {
-	t.Helper()
-	var out []map[string]any
-	for _, l := range strings.Split(strings.TrimSpace(r.AuditLog()), "\n") {
-		if l == "" {
-			continue
-		}
-		m := map[string]any{}
-		if err := json.Unmarshal([]byte(l), &m); err != nil {
-			t.Fatalf("audit line %q: %v", l, err)
-		}
-		out = append(out, m)
-	}
-	return out
-}
-
 // wantOneEvent checks that the audit log holds exactly one event since
 // it held before, a refusal with reason and user.
 func wantOneEvent(t *testing.T, r *rig, before int, reason, user string) {
 	t.Helper()
-	evs := events(t, r)
-	if len(evs) != before+1 {
-		t.Fatalf("%d audit events for one refusal, want 1:\n%s", len(evs)-before, r.AuditLog())
-	}
-	ev := evs[before]
-	if ev["msg"] != "decision" || ev["protocol"] != "imap" || ev["result"] != "deny" || ev["reason"] != reason || ev["user"] != user {
-		t.Errorf("audit event %v, want a deny for %q with reason %s", ev, user, reason)
-	}
+	r.WantOneRefusal(t, before, "imap", reason, user)
 	if strings.Contains(r.AuditLog(), "secret-password") {
 		t.Error("the audit log holds the password")
 	}
@@ -58,24 +33,9 @@ func wantOneEvent(t *testing.T, r *rig, before int, reason, user string) {
 // dial opens a raw connection and reads the greeting.
 func dial(t *testing.T, r *rig) (send func(string), line func() string) {
 	t.Helper()
-	nc, err := net.Dial("tcp", r.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { nc.Close() })
-	nc.SetDeadline(time.Now().Add(15 * time.Second))
-	br := bufio.NewReader(nc)
-	line = func() string {
-		t.Helper()
-		l, err := br.ReadString('\n')
-		if err != nil {
-			t.Fatalf("reading: %v", err)
-		}
-		return strings.TrimRight(l, "\r\n")
-	}
-	send = func(s string) { nc.Write([]byte(s + "\r\n")) }
-	line()
-	return send, line
+	c := r.Dial(t)
+	c.Line()
+	return c.Send, c.Line
 }
 
 // TestRefusalsAreAudited: each way the IMAP front end turns a sign-in
@@ -111,7 +71,7 @@ func TestRefusalsAreAudited(t *testing.T) {
 		}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			before := len(events(t, r))
+			before := len(r.Events(t))
 			send, line := dial(t, r)
 			if l := c.do(send, line); !strings.HasPrefix(l, "a1 NO") && !strings.HasPrefix(l, "a1 BAD") && !strings.HasPrefix(l, "* BYE") {
 				t.Fatalf("reply %q, want a refusal", l)
@@ -127,15 +87,11 @@ func TestRefusalsAreAudited(t *testing.T) {
 // audited once each.
 func TestPrivacyRequiredIsAudited(t *testing.T) {
 	r := newRefusalRig(t)
-	client, server := net.Pipe() // its address is "pipe": not loopback
-	defer client.Close()
-	go newConn(r.srv, server, server, false).serve(context.Background())
-	client.SetDeadline(time.Now().Add(10 * time.Second))
-	br := bufio.NewReader(client)
-	br.ReadString('\n')
+	c := relaytest.FromAfar(t, serve(r.srv))
+	c.Line()
 	for i, cmd := range []string{"LOGIN alice secret-password123456", "AUTHENTICATE PLAIN " + b64("\x00alice\x00secret-password123456")} {
-		go client.Write([]byte(fmt.Sprintf("a%d %s\r\n", i, cmd)))
-		if l, _ := br.ReadString('\n'); !strings.HasPrefix(l, fmt.Sprintf("a%d NO [PRIVACYREQUIRED]", i)) {
+		c.Send(fmt.Sprintf("a%d %s", i, cmd))
+		if l := c.Line(); !strings.HasPrefix(l, fmt.Sprintf("a%d NO [PRIVACYREQUIRED]", i)) {
 			t.Fatalf("%s from afar without TLS: %q", cmd, l)
 		}
 		wantOneEvent(t, r, i, "plaintext_refused", "alice")
@@ -147,7 +103,7 @@ func TestPrivacyRequiredIsAudited(t *testing.T) {
 func TestImaplibAuthzidIsAudited(t *testing.T) {
 	py := testenv.NeedProgram(t, "python3")
 	r := newRefusalRig(t)
-	host, port, _ := net.SplitHostPort(r.addr)
+	host, port, _ := net.SplitHostPort(r.Addr)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	script := `

@@ -17,7 +17,7 @@ import (
 func benchTargets(b *testing.B, r *rig, stored string) []struct{ name, addr, secret string } {
 	return []struct{ name, addr, secret string }{
 		{"direct", r.dc.Addr(), "classmate"},
-		{"stepgate", r.addr, stored},
+		{"stepgate", r.Addr, stored},
 	}
 }
 

@@ -27,7 +27,7 @@ func TestImaplib(t *testing.T) {
 	py := testenv.NeedProgram(t, "python3")
 	r := newRig(t, map[string]string{"alice": "classmate"})
 	alice := r.AddEnrolled(t, "alice", "x")
-	host, port, _ := net.SplitHostPort(r.addr)
+	host, port, _ := net.SplitHostPort(r.Addr)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, py, "testdata/imaplib_check.py", host, port, "alice", "classmate"+alice.Code(t))
@@ -133,7 +133,7 @@ SyncState *
 		}
 		return local
 	}
-	throughDir := sync("through stepgate", r.addr, secret)
+	throughDir := sync("through stepgate", r.Addr, secret)
 	directDir := sync("direct", r.dc.Addr(), "classmate")
 	through, direct := mailboxDigest(t, throughDir), mailboxDigest(t, directDir)
 	if len(direct) != 200 {
@@ -153,7 +153,7 @@ func TestFetchmailAndOfflineimap(t *testing.T) {
 		r.dc.Deliver("alice", dovecot.Message(i, 400))
 	}
 	secret := "classmate" + alice.Code(t)
-	host, port, _ := net.SplitHostPort(r.addr)
+	host, port, _ := net.SplitHostPort(r.Addr)
 
 	t.Run("fetchmail", func(t *testing.T) {
 		fm := testenv.NeedProgram(t, "fetchmail")

@@ -2,22 +2,18 @@ package imap
 
 import (
 	"bufio"
-	"errors"
 	"fmt"
 	"io"
 	"strconv"
+
+	"github.com/stepgate/stepgate/internal/relay"
 )
 
-// Limits of the pre-login dialogue: nothing a client legitimately sends
-// before it is signed in comes close.
-const (
-	maxLine       = 8 << 10 // a command, literals included
-	maxCredential = 1 << 10 // a user name, a password, a SASL response
-)
-
-// errTooLong ends a connection: a command over maxLine or a literal over
-// maxCredential.
-var errTooLong = errors.New("command too long")
+// maxLine caps a pre-login command, literals included (a literal alone
+// is capped at relay.MaxCredential): nothing a client legitimately sends
+// before it is signed in comes close. Over either, relay.ErrTooLong ends
+// the connection.
+const maxLine = 8 << 10
 
 // syntaxError is a command stepgate cannot parse; it answers BAD.
 type syntaxError struct{ msg string }
@@ -64,33 +60,8 @@ type commandReader struct {
 	continueLiteral func() error
 }
 
-// readLine reads up to and excluding CRLF (a bare LF is accepted), with
-// budget bytes left for the whole command.
 func (r *commandReader) readLine(budget *int) ([]byte, error) {
-	var line []byte
-	for {
-		frag, err := r.br.ReadSlice('\n')
-		if len(line)+len(frag) > *budget {
-			return nil, errTooLong
-		}
-		line = append(line, frag...)
-		if err == nil {
-			break
-		}
-		if !errors.Is(err, bufio.ErrBufferFull) {
-			return nil, err
-		}
-		if len(line) >= *budget {
-			// The whole budget read and still no line end.
-			return nil, errTooLong
-		}
-	}
-	*budget -= len(line)
-	line = line[:len(line)-1]
-	if n := len(line); n > 0 && line[n-1] == '\r' {
-		line = line[:n-1]
-	}
-	return line, nil
+	return relay.ReadLine(r.br, budget)
 }
 
 // read reads and parses one command.
@@ -267,8 +238,8 @@ func (p *parser) literal() (string, error) {
 	if err != nil || len(spec) == 0 || spec[0] == '+' || spec[0] == '-' {
 		return "", badSyntax("bad literal length")
 	}
-	if n > maxCredential || int(n) > *p.budget {
-		return "", errTooLong
+	if n > relay.MaxCredential || int(n) > *p.budget {
+		return "", relay.ErrTooLong
 	}
 	if sync {
 		if err := p.r.continueLiteral(); err != nil {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/stepgate/stepgate/internal/config"
+	"github.com/stepgate/stepgate/internal/listener"
 )
 
 // FuzzPreLogin feeds bytes to the pre-login dialogue of one connection:
@@ -48,7 +49,7 @@ func FuzzPreLogin(f *testing.F) {
 		done := make(chan struct{})
 		go func() {
 			defer close(done)
-			newConn(r.srv, server, server, false).serve(context.Background())
+			serve(r.srv)(context.Background(), listener.Conn{Raw: server, Net: server})
 		}()
 		client.Write(in)
 		client.(*net.TCPConn).CloseWrite()

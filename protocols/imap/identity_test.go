@@ -6,6 +6,7 @@ import (
 
 	"github.com/emersion/go-imap/v2/imapclient"
 
+	"github.com/stepgate/stepgate/internal/relay/relaytest"
 	"github.com/stepgate/stepgate/internal/session"
 	"github.com/stepgate/stepgate/internal/testenv/dovecot"
 	"github.com/stepgate/stepgate/internal/verifier"
@@ -42,19 +43,19 @@ func TestLoginNameForms(t *testing.T) {
 			alice := r.AddEnrolled(t, "alice", "unused-upstream-checks")
 			for _, form := range []string{"alice", "ALICE", "Alice", "ａｌｉｃｅ", "alice@example.org",
 				"ALICE@EXAMPLE.ORG", "alice@other.example", "Alice@", "alice@@x"} {
-				if login(t, r.addr, form, "classmate") {
+				if login(t, r.Addr, form, "classmate") {
 					t.Errorf("login %q reached alice's mailbox without her code", form)
 				}
-				if login(t, r.addr, form, "classmate"+wrongCode(alice.Code(t))) {
+				if login(t, r.Addr, form, "classmate"+relaytest.WrongCode(alice.Code(t))) {
 					t.Errorf("login %q reached alice's mailbox with a wrong code", form)
 				}
 			}
 			// With her code, the domain form is alice: Dovecot gets the
 			// name as the client sent it and maps it its own way.
-			if !login(t, r.addr, "ALICE@example.org", "classmate"+alice.Code(t)) {
+			if !login(t, r.Addr, "ALICE@example.org", "classmate"+alice.Code(t)) {
 				t.Fatal("ALICE@example.org with password and code was refused")
 			}
-			if got := login(t, r.addr, "bob@example.org", "bobsecret"); got != (policy == verifier.PolicyAllow) {
+			if got := login(t, r.Addr, "bob@example.org", "bobsecret"); got != (policy == verifier.PolicyAllow) {
 				t.Fatalf("bob (enrolled nowhere) under %s: logged in = %v", policy, got)
 			}
 		})

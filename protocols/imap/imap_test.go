@@ -1,7 +1,6 @@
 package imap
 
 import (
-	"bufio"
 	"context"
 	"crypto/rand"
 	"crypto/tls"
@@ -11,7 +10,6 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"os/exec"
 	"strings"
 	"sync"
 	"testing"
@@ -21,19 +19,18 @@ import (
 	"github.com/emersion/go-imap/v2/imapclient"
 
 	"github.com/stepgate/stepgate/internal/config"
-	"github.com/stepgate/stepgate/internal/testenv"
+	"github.com/stepgate/stepgate/internal/relay/relaytest"
 	"github.com/stepgate/stepgate/internal/testenv/dovecot"
+	"github.com/stepgate/stepgate/internal/verifier"
 	"github.com/stepgate/stepgate/internal/verifier/verifiertest"
 )
 
 // rig is stepgate's IMAP front end over a real verifier, in front of a
 // real Dovecot.
 type rig struct {
-	*verifiertest.Env
-	dc   *dovecot.Server
-	srv  *Server
-	addr string
-	logs *testenv.Buffer
+	*relaytest.Rig
+	dc  *dovecot.Server
+	srv *Server
 }
 
 func newRig(t testing.TB, users map[string]string) *rig {
@@ -48,55 +45,21 @@ func newRigFor(t testing.TB, dc *dovecot.Server, up Upstream, tlsCfg *tls.Config
 }
 
 // newRigWith is newRigFor with the verifier's and the session store's
-// configuration changed by opts (its clock is set here).
+// configuration changed by opts.
 func newRigWith(t testing.TB, dc *dovecot.Server, up Upstream, tlsCfg *tls.Config, mod func(*config.IMAP), opts verifiertest.Options) *rig {
 	t.Helper()
-	opts.Clock = verifiertest.NewClock(time.Now())
-	e := verifiertest.New(t, opts)
 	cfg := config.Default().IMAP
 	cfg.Listen = "127.0.0.1:0"
 	if mod != nil {
 		mod(&cfg)
 	}
-	logs := &testenv.Buffer{}
-	srv, err := New(Options{Config: cfg, Upstream: up, TLS: tlsCfg, Verifier: e.Verifier,
-		Log: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Listen(); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Serve: %v", err)
-		}
+	r := &rig{dc: dc}
+	r.Rig = relaytest.Start(t, opts, func(v *verifier.Verifier, log *slog.Logger) (relaytest.FrontEnd, error) {
+		srv, err := New(Options{Config: cfg, Upstream: up, TLS: tlsCfg, Verifier: v, Log: log})
+		r.srv = srv
+		return srv, err
 	})
-	return &rig{Env: e, dc: dc, srv: srv, addr: srv.Addr(), logs: logs}
-}
-
-// curl runs curl against stepgate and returns its exit code and output.
-func curl(t testing.TB, user, secret, url string, extra ...string) (int, string) {
-	t.Helper()
-	path := testenv.NeedProgram(t, "curl")
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	args := append([]string{"-sS", "--max-time", "20", "-u", user + ":" + secret}, extra...)
-	cmd := exec.CommandContext(ctx, path, append(args, url)...)
-	out, err := cmd.CombinedOutput()
-	var ee *exec.ExitError
-	switch {
-	case err == nil:
-		return 0, string(out)
-	case errors.As(err, &ee):
-		return ee.ExitCode(), string(out)
-	}
-	t.Fatal(err)
-	return -1, ""
+	return r
 }
 
 func TestCurlListsAndFetches(t *testing.T) {
@@ -105,46 +68,40 @@ func TestCurlListsAndFetches(t *testing.T) {
 	alice := r.AddEnrolled(t, "alice", "unused-local-password")
 	r.AddEnrolled(t, "bob", "unused-local-password")
 	code := alice.Code(t)
-	url := "imap://" + r.addr + "/INBOX"
+	url := "imap://" + r.Addr + "/INBOX"
 
 	for _, c := range []struct{ name, user, secret string }{
-		{"wrong code", "alice", "classmate" + wrongCode(code)},
+		{"wrong code", "alice", "classmate" + relaytest.WrongCode(code)},
 		{"wrong password", "alice", "classmatf" + code},
 		{"unknown user", "nobody", "classmate" + code},
 		{"no code", "alice", "classmate"},
 	} {
-		if rc, out := curl(t, c.user, c.secret, url+"?ALL"); rc != 67 {
+		if rc, out := relaytest.Curl(t, c.user, c.secret, url+"?ALL"); rc != 67 {
 			t.Errorf("%s: curl exit %d, want 67: %s", c.name, rc, out)
 		}
 	}
 	stored := "classmate" + code
-	rc, out := curl(t, "alice", stored, url+"?ALL")
+	rc, out := relaytest.Curl(t, "alice", stored, url+"?ALL")
 	if rc != 0 || !strings.Contains(out, "SEARCH 1") {
 		t.Fatalf("search with password+code: exit %d: %s", rc, out)
 	}
-	if rc, out := curl(t, "bob", "bobsecret"+code, url+"?ALL"); rc != 67 {
+	if rc, out := relaytest.Curl(t, "bob", "bobsecret"+code, url+"?ALL"); rc != 67 {
 		t.Errorf("alice's used code with bob's password: exit %d, want 67: %s", rc, out)
 	}
 	// Later connections with the stored string, after the code rolled
 	// over, fetch the message (curl uses AUTHENTICATE PLAIN; the go-imap
 	// client in the other tests uses LOGIN).
 	r.Clock.Advance(10 * time.Minute)
-	rc, out = curl(t, "alice", stored, url+";UID=1")
+	rc, out = relaytest.Curl(t, "alice", stored, url+";UID=1")
 	if rc != 0 || !strings.Contains(out, "Subject: message 1") {
 		t.Fatalf("fetch with the stored string: exit %d: %s", rc, out)
 	}
 	if !strings.Contains(r.dc.Log(), "rip=127.0.0.1") {
 		t.Errorf("Dovecot did not log the client's address (ID x-originating-ip):\n%s", r.dc.Log())
 	}
-	if logs := r.logs.String(); strings.Contains(logs, "classmate") || strings.Contains(logs, code) {
+	if logs := r.Logs.String(); strings.Contains(logs, "classmate") || strings.Contains(logs, code) {
 		t.Error("a password or code reached stepgate's log")
 	}
-}
-
-func wrongCode(code string) string {
-	b := []byte(code)
-	b[0] = '0' + (b[0]-'0'+1)%10
-	return string(b)
 }
 
 func TestParallelLoginsOneSession(t *testing.T) {
@@ -157,7 +114,7 @@ func TestParallelLoginsOneSession(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			c, err := imapclient.DialInsecure(r.addr, nil)
+			c, err := imapclient.DialInsecure(r.Addr, nil)
 			if err != nil {
 				errs <- err
 				return
@@ -187,7 +144,7 @@ func TestUpstreamDownIsUnavailable(t *testing.T) {
 	alice := r.AddEnrolled(t, "alice", "x")
 	stored := "classmate" + alice.Code(t)
 	login := func() error {
-		c, err := imapclient.DialInsecure(r.addr, nil)
+		c, err := imapclient.DialInsecure(r.Addr, nil)
 		if err != nil {
 			return err
 		}
@@ -219,7 +176,7 @@ func TestIdleThroughAndRevokeCloses(t *testing.T) {
 	r := newRig(t, map[string]string{"alice": "classmate"})
 	alice := r.AddEnrolled(t, "alice", "x")
 	arrived := make(chan uint32, 4)
-	c, err := imapclient.DialInsecure(r.addr, &imapclient.Options{
+	c, err := imapclient.DialInsecure(r.Addr, &imapclient.Options{
 		UnilateralDataHandler: &imapclient.UnilateralDataHandler{Mailbox: func(d *imapclient.UnilateralDataMailbox) {
 			if d.NumMessages != nil {
 				arrived <- *d.NumMessages
@@ -271,7 +228,7 @@ func TestBadInputEndsOnlyItsConnection(t *testing.T) {
 	stored := "classmate" + alice.Code(t)
 	good := func(when string) {
 		t.Helper()
-		c, err := imapclient.DialInsecure(r.addr, nil)
+		c, err := imapclient.DialInsecure(r.Addr, nil)
 		if err != nil {
 			t.Fatalf("%s: %v", when, err)
 		}
@@ -294,7 +251,7 @@ func TestBadInputEndsOnlyItsConnection(t *testing.T) {
 		{"random bytes", string(random), "* BYE"},
 		{"CRLF inside a quoted user name", "a1 LOGIN \"ali\r\nce\" \"pw\"\r\na2 LOGIN \"x\r\na3 LOGIN \"y\r\n", "BAD"},
 	} {
-		nc, err := net.Dial("tcp", r.addr)
+		nc, err := net.Dial("tcp", r.Addr)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -315,22 +272,8 @@ func TestBadInputEndsOnlyItsConnection(t *testing.T) {
 func TestPreLoginDialogue(t *testing.T) {
 	r := newRig(t, map[string]string{"alice": "classmate"})
 	alice := r.AddEnrolled(t, "alice", "x")
-	nc, err := net.Dial("tcp", r.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	nc.SetDeadline(time.Now().Add(15 * time.Second))
-	br := bufio.NewReader(nc)
-	line := func() string {
-		t.Helper()
-		l, err := br.ReadString('\n')
-		if err != nil {
-			t.Fatal(err)
-		}
-		return strings.TrimRight(l, "\r\n")
-	}
-	send := func(s string) { nc.Write([]byte(s + "\r\n")) }
+	c := r.Dial(t)
+	line, send := c.Line, c.Send
 	if g := line(); !strings.HasPrefix(g, "* OK [CAPABILITY IMAP4rev1 SASL-IR LITERAL+ ID AUTH=PLAIN]") {
 		t.Fatalf("greeting %q", g)
 	}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/stepgate/stepgate/internal/config"
 	"github.com/stepgate/stepgate/internal/listener"
+	"github.com/stepgate/stepgate/internal/relay"
 	"github.com/stepgate/stepgate/internal/verifier"
 )
 
@@ -33,8 +34,8 @@ type Options struct {
 type Server struct {
 	cfg     config.IMAP
 	tls     *tls.Config
-	v       *verifier.Verifier
-	up      *upstream
+	up      *relay.Dialer
+	relay   *relay.Relay
 	log     *slog.Logger
 	set     *listener.Set
 	perAddr *listener.AddrLimits
@@ -48,14 +49,17 @@ func New(o Options) (*Server, error) {
 	if o.Config.IMAPSListen != "" && o.TLS == nil {
 		return nil, errors.New("imap.imaps_listen needs tls.cert_file and tls.key_file")
 	}
-	up, err := newUpstream(o.Upstream)
+	up, err := relay.NewDialer("imap", o.Upstream)
 	if err != nil {
 		return nil, err
 	}
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
-	return &Server{cfg: o.Config, tls: o.TLS, v: o.Verifier, up: up, log: o.Log.With("service", "imap"), perAddr: o.PerAddress}, nil
+	s := &Server{cfg: o.Config, tls: o.TLS, up: up, log: o.Log.With("service", "imap"), perAddr: o.PerAddress}
+	s.relay = relay.New(relay.Config{Protocol: "imap", PreLoginTimeout: o.Config.PreLoginTimeout.D(),
+		AllowPlainRemote: o.Config.AllowPlainRemote, LoginFormat: o.Config.LoginFormat, TLS: o.TLS}, protocol{}, o.Verifier, up, s.log)
+	return s, nil
 }
 
 // Listen opens the plain (STARTTLS-capable) and, when configured, the
@@ -69,7 +73,7 @@ func (s *Server) Listen() error {
 			nc.SetWriteDeadline(deadline(s.cfg.PreLoginTimeout.D()))
 			nc.Write([]byte("* BYE [UNAVAILABLE] Too many connections, try again later\r\n"))
 		},
-		Handle: func(ctx context.Context, c listener.Conn) { newConn(s, c.Raw, c.Net, c.ImplicitTLS).serve(ctx) },
+		Handle: s.relay.Serve,
 	})
 	if err != nil {
 		return err
@@ -100,7 +104,7 @@ func (s *Server) Close() error {
 }
 
 // Probe checks that the mail server answers (for /readyz).
-func (s *Server) Probe(ctx context.Context) error { return s.up.probe(ctx) }
+func (s *Server) Probe(ctx context.Context) error { return probe(ctx, s.up) }
 
 // Conns is the number of open client connections.
 func (s *Server) Conns() int {

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stepgate/stepgate/internal/relay/relaytest"
 	"github.com/stepgate/stepgate/internal/session"
 	"github.com/stepgate/stepgate/internal/testenv"
 	"github.com/stepgate/stepgate/internal/testenv/dovecot"
@@ -42,12 +43,12 @@ func TestFailurePathsTakeTheSameTime(t *testing.T) {
 	}{
 		{"unknown user", "nobody", func() string { return "classmate" + alice.Code(t) }},
 		{"wrong password", "alice", func() string { return "classmatf" + alice.Code(t) }},
-		{"wrong code", "alice", func() string { return "classmate" + wrongCode(alice.Code(t)) }},
+		{"wrong code", "alice", func() string { return "classmate" + relaytest.WrongCode(alice.Code(t)) }},
 		{"password only", "alice", func() string { return "classmate" }},
 	}
 	tries := 40
 	try := func(i int) time.Duration {
-		c, err := net.Dial("tcp", r.addr)
+		c, err := net.Dial("tcp", r.Addr)
 		if err != nil {
 			t.Error(err)
 			return 0

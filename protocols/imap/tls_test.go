@@ -1,14 +1,12 @@
 package imap
 
 import (
-	"bufio"
-	"context"
 	"net"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/stepgate/stepgate/internal/config"
+	"github.com/stepgate/stepgate/internal/relay/relaytest"
 	"github.com/stepgate/stepgate/internal/testenv"
 	"github.com/stepgate/stepgate/internal/testenv/dovecot"
 )
@@ -20,12 +18,12 @@ func TestSTARTTLSAndIMAPS(t *testing.T) {
 	dc.Deliver("alice", dovecot.Message(1, 300))
 	alice := r.AddEnrolled(t, "alice", "x")
 	stored := "classmate" + alice.Code(t)
-	_, port, _ := net.SplitHostPort(r.addr)
-	if rc, out := curl(t, "alice", stored, "imap://localhost:"+port+"/INBOX?ALL", "--ssl-reqd", "--cacert", pki.CAFile); rc != 0 || !strings.Contains(out, "SEARCH 1") {
+	_, port, _ := net.SplitHostPort(r.Addr)
+	if rc, out := relaytest.Curl(t, "alice", stored, "imap://localhost:"+port+"/INBOX?ALL", "--ssl-reqd", "--cacert", pki.CAFile); rc != 0 || !strings.Contains(out, "SEARCH 1") {
 		t.Fatalf("curl with STARTTLS: exit %d: %s", rc, out)
 	}
 	_, sport, _ := net.SplitHostPort(r.srv.IMAPSAddr())
-	if rc, out := curl(t, "alice", stored, "imaps://localhost:"+sport+"/INBOX?ALL", "--cacert", pki.CAFile); rc != 0 || !strings.Contains(out, "SEARCH 1") {
+	if rc, out := relaytest.Curl(t, "alice", stored, "imaps://localhost:"+sport+"/INBOX?ALL", "--cacert", pki.CAFile); rc != 0 || !strings.Contains(out, "SEARCH 1") {
 		t.Fatalf("curl over imaps: exit %d: %s", rc, out)
 	}
 }
@@ -34,17 +32,13 @@ func TestSTARTTLSAndIMAPS(t *testing.T) {
 // machine nor on TLS is told LOGINDISABLED and cannot send a password.
 func TestLoginDisabledWithoutTLSFromAfar(t *testing.T) {
 	e := newRigFor(t, nil, Upstream{Addr: "127.0.0.1:1"}, testenv.NewPKI(t).Server, nil)
-	client, server := net.Pipe() // its address is "pipe": not loopback
-	defer client.Close()
-	go newConn(e.srv, server, server, false).serve(context.Background())
-	client.SetDeadline(time.Now().Add(10 * time.Second))
-	br := bufio.NewReader(client)
-	greeting, _ := br.ReadString('\n')
+	c := relaytest.FromAfar(t, serve(e.srv))
+	greeting := c.Line()
 	if !strings.Contains(greeting, "LOGINDISABLED") || strings.Contains(greeting, "AUTH=PLAIN") || !strings.Contains(greeting, "STARTTLS") {
 		t.Fatalf("greeting from afar without TLS: %q", greeting)
 	}
-	go client.Write([]byte("a1 LOGIN alice secret123456\r\n"))
-	if l, _ := br.ReadString('\n'); !strings.HasPrefix(l, "a1 NO [PRIVACYREQUIRED]") {
+	c.Send("a1 LOGIN alice secret123456")
+	if l := c.Line(); !strings.HasPrefix(l, "a1 NO [PRIVACYREQUIRED]") {
 		t.Fatalf("LOGIN from afar without TLS: %q", l)
 	}
 }
@@ -58,10 +52,10 @@ func TestMasterUserLogin(t *testing.T) {
 	dc.Deliver("alice", dovecot.Message(1, 300))
 	alice := r.AddEnrolled(t, "alice", "local-password")
 	code := alice.Code(t)
-	if rc, _ := curl(t, "alice", "dovecot-only-password"+code, "imap://"+r.addr+"/INBOX?ALL"); rc != 67 {
+	if rc, _ := relaytest.Curl(t, "alice", "dovecot-only-password"+code, "imap://"+r.Addr+"/INBOX?ALL"); rc != 67 {
 		t.Fatalf("the mail server's password instead of stepgate's: exit %d, want 67", rc)
 	}
-	if rc, out := curl(t, "alice", "local-password"+code, "imap://"+r.addr+"/INBOX?ALL"); rc != 0 || !strings.Contains(out, "SEARCH 1") {
+	if rc, out := relaytest.Curl(t, "alice", "local-password"+code, "imap://"+r.Addr+"/INBOX?ALL"); rc != 0 || !strings.Contains(out, "SEARCH 1") {
 		t.Fatalf("master-user login: exit %d: %s", rc, out)
 	}
 }

@@ -1,135 +1,65 @@
 package imap
 
 import (
-	"bufio"
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/base64"
 	"errors"
 	"fmt"
 	"net"
-	"os"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/emersion/go-imap/v2/imapclient"
 
+	"github.com/stepgate/stepgate/internal/relay"
 	"github.com/stepgate/stepgate/internal/verifier"
 )
 
 // Upstream is the mail server behind the front end.
-type Upstream struct {
-	// Addr is host:port.
-	Addr string
-	// TLS is "none", "starttls" or "implicit".
-	TLS string
-	// CAFile, when set, is the only CA trusted for the upstream.
-	CAFile string
-	// MasterUser and MasterPassword, when set, log in as every user
-	// (PLAIN with the user as authorization identity, as Dovecot's master
-	// users allow); passwords are then checked by stepgate itself.
-	MasterUser, MasterPassword string
-	// Timeout bounds the dial and the login dialogue.
-	Timeout time.Duration
-}
+type Upstream = relay.Upstream
 
-// upstream dials the mail server.
-type upstream struct {
-	Upstream
-	tls *tls.Config
-}
-
-func newUpstream(u Upstream) (*upstream, error) {
-	switch u.TLS {
-	case "", "none":
-		u.TLS = "none"
-	case "starttls", "implicit":
-	default:
-		return nil, fmt.Errorf("imap.upstream.tls %q: want none, starttls or implicit", u.TLS)
-	}
-	host, _, err := net.SplitHostPort(u.Addr)
-	if err != nil {
-		return nil, fmt.Errorf("imap.upstream %q: %w", u.Addr, err)
-	}
-	if u.Timeout <= 0 {
-		u.Timeout = 15 * time.Second
-	}
-	up := &upstream{Upstream: u, tls: &tls.Config{ServerName: host, MinVersion: tls.VersionTLS12}}
-	if u.CAFile != "" {
-		pem, err := os.ReadFile(u.CAFile)
-		if err != nil {
-			return nil, fmt.Errorf("imap.upstream.ca_file: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("imap.upstream.ca_file %s: no PEM certificate in it", u.CAFile)
-		}
-		up.tls.RootCAs = pool
-	}
-	return up, nil
-}
-
-// upConn is one logged-in (or logging-in) connection to the mail server.
-type upConn struct {
-	nc   net.Conn
-	r    *bufio.Reader
+// upLogin is IMAP on one connection to the mail server, up to and
+// including the login. It is a few lines of raw IMAP rather than go-imap's
+// imapclient: once logged in the connection is spliced to the client, so
+// nothing may read past the login's tagged answer (imapclient reads ahead
+// in its own goroutine and buffer, which cannot be handed over), and the
+// mail server's capability list is passed to the client as it came.
+type upLogin struct {
+	u    *relay.UpConn
 	caps []string
 	tags int
 }
 
-// unavailable wraps err so that the verifier reports the backend down.
-func unavailable(err error) error {
-	return fmt.Errorf("%w: imap upstream: %v", verifier.ErrUnavailable, err)
-}
-
-// dial connects, reads the greeting, turns on TLS as configured and sends
-// ID with the client's address so the mail server logs, limits and bans
-// the real client (Dovecot honours it from login_trusted_networks).
-func (u *upstream) dial(ctx context.Context, client net.Addr) (*upConn, error) {
-	ctx, cancel := context.WithTimeout(ctx, u.Timeout)
-	defer cancel()
-	var d net.Dialer
-	nc, err := d.DialContext(ctx, "tcp", u.Addr)
-	if err != nil {
-		return nil, unavailable(err)
-	}
-	if tc, ok := nc.(*net.TCPConn); ok {
-		tc.SetKeepAlive(true)
-	}
-	dl, _ := ctx.Deadline()
-	nc.SetDeadline(dl)
-	if u.TLS == "implicit" {
-		nc = tls.Client(nc, u.tls)
-	}
-	c := &upConn{nc: nc, r: bufio.NewReader(nc)}
-	fail := func(err error) (*upConn, error) { nc.Close(); return nil, unavailable(err) }
+// Open reads the greeting, turns on STARTTLS as configured and sends ID
+// with the client's address so the mail server logs, limits and bans the
+// real client (Dovecot honours it from login_trusted_networks).
+func (protocol) Open(ctx context.Context, u *relay.UpConn, starttls bool, client net.Addr) (relay.Login, error) {
+	c := &upLogin{u: u}
 	greeting, err := c.readLine()
 	if err != nil {
-		return fail(err)
+		return nil, err
 	}
 	if !strings.HasPrefix(greeting, "* OK") {
-		return fail(fmt.Errorf("greeting %q", truncate(greeting)))
+		return nil, fmt.Errorf("greeting %q", truncate(greeting))
 	}
-	if u.TLS == "starttls" {
+	if starttls {
 		if st, text, err := c.command("STARTTLS"); err != nil || st != "OK" {
-			return fail(fmt.Errorf("STARTTLS: %s %s %v", st, text, err))
+			return nil, fmt.Errorf("STARTTLS: %s %s %v", st, text, err)
 		}
-		tc := tls.Client(nc, u.tls)
-		if err := tc.HandshakeContext(ctx); err != nil {
-			return fail(err)
+		if err := u.StartTLS(ctx); err != nil {
+			return nil, err
 		}
-		c.nc, c.r = tc, bufio.NewReader(tc)
 	}
 	if _, _, err := c.command("CAPABILITY"); err != nil {
-		return fail(err)
+		return nil, err
 	}
 	if c.has("ID") {
 		host, port, _ := net.SplitHostPort(client.String())
 		id := fmt.Sprintf(`ID ("x-originating-ip" %s "x-originating-port" %s "name" "stepgate")`, quote(host), quote(port))
 		if _, _, err := c.command(id); err != nil {
-			return fail(err)
+			return nil, err
 		}
 	}
 	return c, nil
@@ -137,7 +67,7 @@ func (u *upstream) dial(ctx context.Context, client net.Addr) (*upConn, error) {
 
 // login signs in as user with password; authz, when set, is the user to
 // act as (master-user login).
-func (c *upConn) login(user, password, authz string) error {
+func (c *upLogin) Login(user, password, authz string) error {
 	var st, text string
 	var err error
 	if c.has("AUTH=PLAIN") {
@@ -150,32 +80,34 @@ func (c *upConn) login(user, password, authz string) error {
 	} else if authz == "" {
 		st, text, err = c.loginLiterals(user, password)
 	} else {
-		return unavailable(errors.New("the mail server offers no AUTH=PLAIN for a master-user login"))
+		return errors.New("the mail server offers no AUTH=PLAIN for a master-user login")
 	}
+	// Errors other than a wrong password reach the verifier as
+	// "unavailable" (the relay wraps them).
 	switch {
 	case err != nil:
-		return unavailable(err)
+		return err
 	case st == "OK":
-		c.nc.SetDeadline(time.Time{})
+		c.u.Conn().SetDeadline(time.Time{})
 		if code := respCode(text); strings.HasPrefix(upper(code), "CAPABILITY ") {
 			c.caps = strings.Fields(code)[1:]
 			return nil
 		}
 		if _, _, err := c.command("CAPABILITY"); err != nil {
-			return unavailable(err)
+			return err
 		}
 		return nil
 	case st == "NO" && strings.HasPrefix(upper(respCode(text)), "UNAVAILABLE"):
-		return unavailable(errors.New("the mail server is unavailable"))
+		return errors.New("the mail server is unavailable")
 	case st == "NO":
 		return verifier.ErrBadPassword
 	}
-	return unavailable(fmt.Errorf("login answered %s", st))
+	return fmt.Errorf("login answered %s", st)
 }
 
 // loginLiterals sends LOGIN with both strings as literals, so no quoting
 // rule can go wrong.
-func (c *upConn) loginLiterals(user, password string) (string, string, error) {
+func (c *upLogin) loginLiterals(user, password string) (string, string, error) {
 	plus := c.has("LITERAL+")
 	lit := func(s string) string {
 		if plus {
@@ -186,7 +118,7 @@ func (c *upConn) loginLiterals(user, password string) (string, string, error) {
 	tag := c.nextTag()
 	parts := []string{tag + " LOGIN " + lit(user), user + " " + lit(password), password}
 	for i, p := range parts {
-		if _, err := c.nc.Write([]byte(p + "\r\n")); err != nil {
+		if _, err := c.u.Conn().Write([]byte(p + "\r\n")); err != nil {
 			return "", "", err
 		}
 		if !plus && i < len(parts)-1 {
@@ -202,7 +134,7 @@ func (c *upConn) loginLiterals(user, password string) (string, string, error) {
 	return c.response(tag)
 }
 
-func (c *upConn) has(capability string) bool {
+func (c *upLogin) has(capability string) bool {
 	for _, x := range c.caps {
 		if strings.EqualFold(x, capability) {
 			return true
@@ -211,21 +143,21 @@ func (c *upConn) has(capability string) bool {
 	return false
 }
 
-func (c *upConn) nextTag() string { c.tags++; return "sg" + strconv.Itoa(c.tags) }
+func (c *upLogin) nextTag() string { c.tags++; return "sg" + strconv.Itoa(c.tags) }
 
 // command sends one command and reads to its tagged response, keeping
 // what an untagged CAPABILITY says.
-func (c *upConn) command(cmd string) (status, text string, err error) {
+func (c *upLogin) command(cmd string) (status, text string, err error) {
 	tag := c.nextTag()
-	if _, err := c.nc.Write([]byte(tag + " " + cmd + "\r\n")); err != nil {
+	if _, err := c.u.Conn().Write([]byte(tag + " " + cmd + "\r\n")); err != nil {
 		return "", "", err
 	}
 	return c.response(tag)
 }
 
-func (c *upConn) commandWithContinuation(cmd, data string) (string, string, error) {
+func (c *upLogin) commandWithContinuation(cmd, data string) (string, string, error) {
 	tag := c.nextTag()
-	if _, err := c.nc.Write([]byte(tag + " " + cmd + "\r\n")); err != nil {
+	if _, err := c.u.Conn().Write([]byte(tag + " " + cmd + "\r\n")); err != nil {
 		return "", "", err
 	}
 	line, err := c.readLine()
@@ -235,13 +167,13 @@ func (c *upConn) commandWithContinuation(cmd, data string) (string, string, erro
 	if !strings.HasPrefix(line, "+") {
 		return c.tagged(tag, line)
 	}
-	if _, err := c.nc.Write([]byte(data + "\r\n")); err != nil {
+	if _, err := c.u.Conn().Write([]byte(data + "\r\n")); err != nil {
 		return "", "", err
 	}
 	return c.response(tag)
 }
 
-func (c *upConn) response(tag string) (string, string, error) {
+func (c *upLogin) response(tag string) (string, string, error) {
 	for {
 		line, err := c.readLine()
 		if err != nil {
@@ -264,7 +196,7 @@ func (c *upConn) response(tag string) (string, string, error) {
 	}
 }
 
-func (c *upConn) tagged(tag, line string) (string, string, error) {
+func (c *upLogin) tagged(tag, line string) (string, string, error) {
 	rest, ok := strings.CutPrefix(line, tag+" ")
 	if !ok {
 		return "", "", fmt.Errorf("unexpected response %q", truncate(line))
@@ -275,10 +207,10 @@ func (c *upConn) tagged(tag, line string) (string, string, error) {
 
 // readLine reads one response line; literals in it are read and replaced
 // by a placeholder (stepgate never needs their content before login).
-func (c *upConn) readLine() (string, error) {
+func (c *upLogin) readLine() (string, error) {
 	var b strings.Builder
 	for {
-		line, err := c.r.ReadString('\n')
+		line, err := c.u.Reader().ReadString('\n')
 		if err != nil {
 			return "", err
 		}
@@ -291,7 +223,7 @@ func (c *upConn) readLine() (string, error) {
 			if n > 64<<10 {
 				return "", errors.New("literal too long")
 			}
-			if _, err := c.r.Discard(n); err != nil {
+			if _, err := c.u.Reader().Discard(n); err != nil {
 				return "", err
 			}
 			continue
@@ -323,8 +255,6 @@ func respCode(text string) string {
 	return ""
 }
 
-func (c *upConn) close() { c.nc.Close() }
-
 func quote(s string) string {
 	return `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(s) + `"`
 }
@@ -338,7 +268,7 @@ func truncate(s string) string {
 
 // probe checks that the mail server answers, with go-imap's client: a
 // greeting, TLS as configured, and CAPABILITY.
-func (u *upstream) probe(ctx context.Context) error {
+func probe(ctx context.Context, u *relay.Dialer) error {
 	ctx, cancel := context.WithTimeout(ctx, u.Timeout)
 	defer cancel()
 	var d net.Dialer
@@ -350,11 +280,11 @@ func (u *upstream) probe(ctx context.Context) error {
 	if dl, ok := ctx.Deadline(); ok {
 		nc.SetDeadline(dl)
 	}
-	opts := &imapclient.Options{TLSConfig: u.tls}
+	opts := &imapclient.Options{TLSConfig: u.TLSConfig()}
 	var c *imapclient.Client
 	switch u.TLS {
 	case "implicit":
-		tc := tls.Client(nc, u.tls)
+		tc := tls.Client(nc, u.TLSConfig())
 		c = imapclient.New(tc, opts)
 	case "starttls":
 		c, err = imapclient.NewStartTLS(nc, opts)
