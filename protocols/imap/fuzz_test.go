@@ -2,13 +2,13 @@ package imap
 
 import (
 	"context"
-	"io"
 	"net"
 	"testing"
 	"time"
 
 	"github.com/stepgate/stepgate/internal/config"
 	"github.com/stepgate/stepgate/internal/listener"
+	"github.com/stepgate/stepgate/internal/testenv"
 )
 
 // FuzzPreLogin feeds bytes to the pre-login dialogue of one connection:
@@ -30,36 +30,10 @@ func FuzzPreLogin(f *testing.F) {
 		c.PreLoginTimeout = config.Duration(200 * time.Millisecond)
 	})
 	r.AddEnrolled(f, "alice", "classmate")
-	// A loopback TCP pair rather than net.Pipe: the client half-closes
-	// after its bytes, so each input ends at once instead of at a timeout.
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		f.Fatal(err)
-	}
-	defer ln.Close()
+	feed := testenv.NewFeeder(f)
 	f.Fuzz(func(t *testing.T, in []byte) {
-		client, err := net.Dial("tcp", ln.Addr().String())
-		if err != nil {
-			t.Fatal(err)
-		}
-		server, err := ln.Accept()
-		if err != nil {
-			t.Fatal(err)
-		}
-		done := make(chan struct{})
-		go func() {
-			defer close(done)
+		feed.Feed(t, in, func(server net.Conn) {
 			serve(r.srv)(context.Background(), listener.Conn{Raw: server, Net: server})
-		}()
-		client.Write(in)
-		client.(*net.TCPConn).CloseWrite()
-		client.SetReadDeadline(time.Now().Add(5 * time.Second))
-		io.Copy(io.Discard, client)
-		client.Close()
-		select {
-		case <-done:
-		case <-time.After(5 * time.Second):
-			t.Fatal("the connection did not end")
-		}
+		})
 	})
 }
