@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/stepgate/stepgate/internal/config"
 	"github.com/stepgate/stepgate/protocols/imap"
 	demomail "github.com/stepgate/stepgate/protocols/imap/demo"
 	"github.com/stepgate/stepgate/protocols/ldap"
@@ -53,7 +54,7 @@ func startFrontEnds(ctx context.Context, core *Core, opts Options, addrs *Addrs)
 		return fail(err)
 	}
 	if on(cfg.LDAP.Listen) || on(cfg.LDAP.LDAPSListen) {
-		srv, err := ldap.New(ldap.Options{Config: cfg.LDAP, TLS: tlsCfg, Verifier: core.Verifier, Store: core.Store, Log: core.Log, PerAddress: perAddr})
+		srv, err := ldap.New(ldap.Options{Config: LDAPConfig(cfg.LDAP), TLS: tlsCfg, Verifier: core.Verifier, Store: core.Store, Log: core.Log, PerAddress: perAddr})
 		if err != nil {
 			return fail(err)
 		}
@@ -91,7 +92,7 @@ func startFrontEnds(ctx context.Context, core *Core, opts Options, addrs *Addrs)
 				return fail(errors.New("imap.upstream.master_password_file: the file is empty"))
 			}
 		}
-		srv, err := imap.New(imap.Options{Config: cfg.IMAP, Upstream: up, TLS: tlsCfg, Verifier: core.Verifier, Log: core.Log, PerAddress: perAddr})
+		srv, err := imap.New(imap.Options{Config: IMAPConfig(cfg.IMAP), Upstream: up, TLS: tlsCfg, Verifier: core.Verifier, Log: core.Log, PerAddress: perAddr})
 		if err != nil {
 			return fail(err)
 		}
@@ -109,3 +110,24 @@ func startFrontEnds(ctx context.Context, core *Core, opts Options, addrs *Addrs)
 }
 
 func on(listen string) bool { return listen != "" && listen != "off" }
+
+// LDAPConfig is the ldap section as protocols/ldap takes it (the bench
+// builds its front end with it, as serve would).
+func LDAPConfig(c config.LDAP) ldap.Config {
+	lc := ldap.Config{Listen: c.Listen, LDAPSListen: c.LDAPSListen, BaseDN: c.BaseDN,
+		AllowPlainRemote: c.AllowPlainRemote, AnonymousSearch: c.AnonymousSearch,
+		ReadTimeout: c.ReadTimeout.D(), IdleTimeout: c.IdleTimeout.D(),
+		MaxMessageBytes: int(c.MaxMessageBytes), MaxConns: c.MaxConns}
+	if u := c.Upstream; u != nil {
+		lc.Upstream = &ldap.Upstream{URLs: u.URLs, StartTLS: u.StartTLS, CAFile: u.CAFile,
+			PassthroughDNs: u.PassthroughDNs, UserAttribute: u.UserAttribute, Timeout: u.Timeout.D()}
+	}
+	return lc
+}
+
+// IMAPConfig is the imap section as protocols/imap takes it (the
+// upstream apart: see startFrontEnds).
+func IMAPConfig(c config.IMAP) imap.Config {
+	return imap.Config{Listen: c.Listen, IMAPSListen: c.IMAPSListen, AllowPlainRemote: c.AllowPlainRemote,
+		PreLoginTimeout: c.PreLoginTimeout.D(), MaxConns: c.MaxConns, LoginFormat: c.LoginFormat}
+}
