@@ -14,6 +14,7 @@ import (
 
 	"github.com/stepgate/stepgate/internal/config"
 	"github.com/stepgate/stepgate/internal/loadgen"
+	"github.com/stepgate/stepgate/internal/server"
 	"github.com/stepgate/stepgate/internal/testenv/dovecot"
 	"github.com/stepgate/stepgate/internal/verifier"
 	"github.com/stepgate/stepgate/internal/verifier/verifiertest"
@@ -39,7 +40,7 @@ func newIMAPBench(t *testing.T, p profile) *imapBench {
 	alice := env.AddEnrolled(t, "alice", "x")
 	cfg := config.Default().IMAP
 	cfg.Listen = "127.0.0.1:0"
-	srv, err := imap.New(imap.Options{Config: cfg, Upstream: imap.Upstream{Addr: dc.Addr(), TLS: "none"}, Verifier: env.Verifier})
+	srv, err := imap.New(imap.Options{Config: server.IMAPConfig(cfg), Upstream: imap.Upstream{Addr: dc.Addr(), TLS: "none"}, Verifier: env.Verifier})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/stepgate/stepgate/internal/config"
 	"github.com/stepgate/stepgate/internal/loadgen"
 	"github.com/stepgate/stepgate/internal/password"
+	"github.com/stepgate/stepgate/internal/server"
 	"github.com/stepgate/stepgate/internal/session"
 	"github.com/stepgate/stepgate/internal/store"
 	"github.com/stepgate/stepgate/internal/testenv/slapd"
@@ -116,7 +117,7 @@ func startStepgate(t *testing.T, us []benchUser, hash func(benchUser) string, li
 	if mod != nil {
 		mod(&cfg)
 	}
-	srv, err := ldap.New(ldap.Options{Config: cfg, Verifier: env.Verifier, Store: env.Store})
+	srv, err := ldap.New(ldap.Options{Config: server.LDAPConfig(cfg), Verifier: env.Verifier, Store: env.Store})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -350,7 +351,7 @@ func met(ok bool) string {
 func (b *ldapBench) proxyMeasurements(t *testing.T) ([]measurement, bool) {
 	users := b.users
 	px := startStepgate(t, users[:min(len(users), 64)], func(u benchUser) string { return u.ssha }, nil, func(c *config.LDAP) {
-		c.Upstream = &config.LDAPUpstream{URLs: []string{b.plain.URL()}, Timeout: config.Duration(10 * time.Second)}
+		c.Upstream = &config.LDAPUpstream{URLs: []string{b.plain.URL()}, UserAttribute: "uid", Timeout: config.Duration(10 * time.Second)}
 	}, verifiertest.NewClock(time.Now()))
 	now := px.env.Clock.Now()
 	stored := make([]string, min(len(users), 64))

@@ -2,7 +2,6 @@ package main_test
 
 import (
 	"bufio"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -172,13 +171,8 @@ func (s *limitsServer) alive(t *testing.T) {
 // and returns its secret.
 func enrolledAlice(t *testing.T, dir string) string {
 	t.Helper()
-	must(t, run(t, dir, "classmate\n", "user", "add", "alice", "--password-stdin"))
-	var enrolled struct{ Secret string }
-	if err := json.Unmarshal([]byte(must(t, run(t, dir, "", "user", "enroll", "alice", "--json")).stdout), &enrolled); err != nil {
-		t.Fatal(err)
-	}
-	must(t, run(t, dir, "", "user", "confirm", "alice", code(t, enrolled.Secret, time.Now().Add(-30*time.Second))))
-	return enrolled.Secret
+	secret, _ := enrollConfirmedEarly(t, dir, "alice", "classmate")
+	return secret
 }
 
 const aliceDN = "uid=alice,ou=people,dc=example,dc=org"

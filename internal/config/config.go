@@ -291,6 +291,15 @@ func (c *Config) Validate() error {
 			bad(key, "%q: give the address to listen on, such as 127.0.0.1:%s (an empty host listens everywhere)", v, port)
 		}
 	}
+	// tlsAddr is a front end's implicit-TLS listener. Whether it has a
+	// certificate is checked here only: the protocols take their
+	// options as checked.
+	tlsAddr := func(key, v string) {
+		addr(key, v, false)
+		if v != "" && !c.TLS.Enabled() {
+			bad(key, "needs tls.cert_file and tls.key_file")
+		}
+	}
 	fileExists := func(key, path string) {
 		if path == "" {
 			return
@@ -343,10 +352,7 @@ func (c *Config) Validate() error {
 	fileExists("tls.key_file", c.TLS.KeyFile)
 
 	addr("ldap.listen", c.LDAP.Listen, true)
-	addr("ldap.ldaps_listen", c.LDAP.LDAPSListen, false)
-	if c.LDAP.LDAPSListen != "" && !c.TLS.Enabled() {
-		bad("ldap.ldaps_listen", "needs tls.cert_file and tls.key_file")
-	}
+	tlsAddr("ldap.ldaps_listen", c.LDAP.LDAPSListen)
 	if !validDN(c.LDAP.BaseDN) {
 		bad("ldap.base_dn", "%q is not a DN such as dc=example,dc=org", c.LDAP.BaseDN)
 	}
@@ -374,6 +380,8 @@ func (c *Config) Validate() error {
 				bad(fmt.Sprintf("ldap.upstream.passthrough_dns[%d]", i), "%q is not a DN", dn)
 			}
 		}
+		// The proxy's defaults are set here only: protocols/ldap takes
+		// them as given.
 		if u.UserAttribute == "" {
 			u.UserAttribute = "uid"
 		}
@@ -384,10 +392,7 @@ func (c *Config) Validate() error {
 	}
 
 	addr("imap.listen", c.IMAP.Listen, true)
-	addr("imap.imaps_listen", c.IMAP.IMAPSListen, false)
-	if c.IMAP.IMAPSListen != "" && !c.TLS.Enabled() {
-		bad("imap.imaps_listen", "needs tls.cert_file and tls.key_file")
-	}
+	tlsAddr("imap.imaps_listen", c.IMAP.IMAPSListen)
 	positive("imap.prelogin_timeout", c.IMAP.PreLoginTimeout)
 	if c.IMAP.MaxConns < 1 {
 		bad("imap.max_conns", "must be at least 1")

@@ -50,11 +50,6 @@ type Addrs struct {
 	Admin, LDAP, LDAPS, IMAP, IMAPS string
 }
 
-// frontEnd is a protocol listener.
-type frontEnd interface {
-	Serve(ctx context.Context) error
-}
-
 // Core is what the front ends share.
 type Core struct {
 	Config   *config.Config
@@ -157,117 +152,149 @@ func (cs closerList) Close() error {
 
 // Run serves until ctx ends, then shuts down gracefully.
 func Run(ctx context.Context, opts Options) error {
-	cfg, log := opts.Config, opts.Log
 	if opts.Out == nil {
 		opts.Out = io.Discard
 	}
-	core, closer, err := NewCore(ctx, cfg, opts.DataDir, log)
+	core, closer, err := NewCore(ctx, opts.Config, opts.DataDir, opts.Log)
 	if err != nil {
 		return err
 	}
 	defer closer.Close()
-	log = core.Log
-	if n, err := loadSessions(core, opts.DataDir.Snapshot()); err != nil {
-		// Losing sessions costs users a code, not safety: go on.
-		log.Warn("sessions from the last run not restored", "err", err)
-	} else if n > 0 {
-		if _, err := core.Verifier.Reconcile(ctx); err != nil {
-			return err
-		}
-		log.Info("sessions restored from the last run", "count", core.Sessions.Live())
+	if err := restoreSessions(ctx, core, opts.DataDir.Snapshot()); err != nil {
+		return err
 	}
-
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	var wg sync.WaitGroup
-	errc := make(chan error, 8)
-	goServe := func(name string, fn func() error) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := fn(); err != nil && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
-				errc <- fmt.Errorf("%s: %w", name, err)
-				cancel()
-			}
-		}()
-	}
-
-	stop := make(chan struct{})
-	go core.Sessions.RunSweeper(time.Minute, stop)
-	go core.Verifier.RunRefresher(time.Second, stop)
-	go core.Store.RunHealthProbe(storeProbeInterval, log, stop)
+	stop := startHousekeeping(core)
 	defer close(stop)
+	svc := &services{cancel: cancel, errc: make(chan error, 1)}
 
-	var addrs Addrs
-	var httpServers []*http.Server
-
-	// The control socket: the CLI's session commands find the server here.
-	ctl, err := admin.ListenControl(opts.DataDir.Socket())
+	ctl, err := svc.serveControl(core, opts.DataDir.Socket())
 	if err != nil {
 		return err
 	}
 	defer os.Remove(opts.DataDir.Socket())
-	ctlSrv := admin.NewHTTPServer((&admin.Control{Store: core.Store, Verifier: core.Verifier, Log: log}).Handler())
-	httpServers = append(httpServers, ctlSrv)
-	goServe("control socket", func() error { return ctlSrv.Serve(ctl) })
-
-	fe, err := startFrontEnds(ctx, core, opts, &addrs)
+	var addrs Addrs
+	fes, err := startFrontEnds(core, &addrs)
 	if err != nil {
 		ctl.Close()
 		return err
 	}
-
-	if cfg.Admin.Listen != "off" {
-		l, err := net.Listen("tcp", cfg.Admin.Listen)
-		if err != nil {
-			ctl.Close()
-			return fmt.Errorf("admin.listen %s: %w", cfg.Admin.Listen, err)
-		}
-		addrs.Admin = l.Addr().String()
-		ready := func(ctx context.Context) error {
-			// A store that cannot record a used code answers every first
-			// sign-in with unavailable: a load balancer should look elsewhere.
-			if err := core.Store.Healthy(); err != nil {
-				return err
-			}
-			return fe.ready(ctx)
-		}
-		srv := admin.NewHTTPServer(admin.Endpoint(core.Metrics.Handler(), ready))
-		httpServers = append(httpServers, srv)
-		goServe("admin endpoint", func() error { return srv.Serve(l) })
-		log.Info("listening", "service", "admin", "addr", addrs.Admin, "paths", "/healthz /readyz /metrics")
+	if err := svc.serveAdmin(core, fes, &addrs); err != nil {
+		ctl.Close()
+		fes.Close()
+		return err
 	}
-	for name, srv := range fe.servers {
-		goServe(name, func() error { return srv.Serve(ctx) })
+	for _, fe := range fes {
+		svc.serve(fe.Name(), func() error { return fe.Serve(ctx) })
 	}
 
 	if opts.Demo {
-		if err := demo(ctx, core, opts.Out, addrs, fe.demoMail); err != nil {
+		if err := demo(ctx, core, opts.Out, addrs, fes.demoMail()); err != nil {
 			cancel()
-			wg.Wait()
+			svc.wg.Wait()
 			return err
 		}
 	}
 	if opts.Started != nil {
 		opts.Started(core, addrs)
 	}
-
 	<-ctx.Done()
-	log.Info("shutting down")
-	shutdownCtx, done := context.WithTimeout(context.Background(), 10*time.Second)
+	return svc.shutdown(core, fes, opts.DataDir.Snapshot())
+}
+
+// startHousekeeping runs the background loops until the returned channel
+// is closed: idle sessions swept, accounts refreshed from the store, and
+// a store whose writes failed probed, so that /readyz turns ready again.
+func startHousekeeping(core *Core) chan<- struct{} {
+	stop := make(chan struct{})
+	go core.Sessions.RunSweeper(time.Minute, stop)
+	go core.Verifier.RunRefresher(time.Second, stop)
+	go core.Store.RunHealthProbe(storeProbeInterval, core.Log, stop)
+	return stop
+}
+
+// services are the serving goroutines of one run; the first to fail ends
+// the run, and its error is Run's.
+type services struct {
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	errc   chan error
+	http   []*http.Server
+}
+
+func (s *services) serve(name string, fn func() error) {
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		if err := fn(); err != nil && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
+			select {
+			case s.errc <- fmt.Errorf("%s: %w", name, err):
+			default: // a later failure, most likely of the shutdown the first began
+			}
+			s.cancel()
+		}
+	}()
+}
+
+func (s *services) serveHTTP(name string, srv *http.Server, l net.Listener) {
+	s.http = append(s.http, srv)
+	s.serve(name, func() error { return srv.Serve(l) })
+}
+
+// serveControl serves the control socket, where the CLI's session
+// commands find the server.
+func (s *services) serveControl(core *Core, socket string) (net.Listener, error) {
+	l, err := admin.ListenControl(socket)
+	if err != nil {
+		return nil, err
+	}
+	s.serveHTTP("control socket", admin.NewHTTPServer((&admin.Control{Store: core.Store, Verifier: core.Verifier, Log: core.Log}).Handler()), l)
+	return l, nil
+}
+
+// serveAdmin serves /healthz, /readyz and /metrics, unless admin.listen
+// is off.
+func (s *services) serveAdmin(core *Core, fes frontEnds, addrs *Addrs) error {
+	listen := core.Config.Admin.Listen
+	if listen == "off" {
+		return nil
+	}
+	l, err := net.Listen("tcp", listen)
+	if err != nil {
+		return fmt.Errorf("admin.listen %s: %w", listen, err)
+	}
+	addrs.Admin = l.Addr().String()
+	ready := func(ctx context.Context) error {
+		// A store that cannot record a used code answers every first
+		// sign-in with unavailable: a load balancer should look elsewhere.
+		if err := core.Store.Healthy(); err != nil {
+			return err
+		}
+		return fes.ready(ctx)
+	}
+	s.serveHTTP("admin endpoint", admin.NewHTTPServer(admin.Endpoint(core.Metrics.Handler(), ready)), l)
+	core.Log.Info("listening", "service", "admin", "addr", addrs.Admin, "paths", "/healthz /readyz /metrics")
+	return nil
+}
+
+// shutdown stops the HTTP servers, waits for every service (the front
+// ends stop with the run's context), closes the front ends and saves the
+// sessions for the next run.
+func (s *services) shutdown(core *Core, fes frontEnds, snapshot string) error {
+	core.Log.Info("shutting down")
+	ctx, done := context.WithTimeout(context.Background(), 10*time.Second)
 	defer done()
-	for _, s := range httpServers {
-		s.Shutdown(shutdownCtx)
+	for _, h := range s.http {
+		h.Shutdown(ctx)
 	}
-	wg.Wait()
-	if fe.demoMail != nil {
-		fe.demoMail.Close()
-	}
-	if err := saveSessions(core, opts.DataDir.Snapshot()); err != nil {
-		log.Error("sessions not saved for the next run", "err", err)
+	s.wg.Wait()
+	fes.Close()
+	if err := saveSessions(core, snapshot); err != nil {
+		core.Log.Error("sessions not saved for the next run", "err", err)
 	}
 	select {
-	case err := <-errc:
+	case err := <-s.errc:
 		return err
 	default:
 		return nil

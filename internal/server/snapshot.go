@@ -2,6 +2,7 @@ package server
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -51,4 +52,21 @@ func loadSessions(core *Core, path string) (int, error) {
 		return 0, fmt.Errorf("session snapshot %s: %w", path, err)
 	}
 	return core.Sessions.Restore(bytes.NewReader(raw))
+}
+
+// restoreSessions brings back the sessions saved at the last shutdown.
+func restoreSessions(ctx context.Context, core *Core, path string) error {
+	n, err := loadSessions(core, path)
+	if err != nil {
+		// Losing sessions costs users a code, not safety: go on.
+		core.Log.Warn("sessions from the last run not restored", "err", err)
+		return nil
+	}
+	if n > 0 {
+		if _, err := core.Verifier.Reconcile(ctx); err != nil {
+			return err
+		}
+		core.Log.Info("sessions restored from the last run", "count", core.Sessions.Live())
+	}
+	return nil
 }

@@ -6,7 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/stepgate/stepgate/internal/config"
 	"github.com/stepgate/stepgate/internal/listener"
 	"github.com/stepgate/stepgate/internal/testenv"
 )
@@ -26,8 +25,8 @@ func FuzzPreLogin(f *testing.F) {
 	} {
 		f.Add([]byte(s))
 	}
-	r := newRigFor(f, nil, Upstream{Addr: "127.0.0.1:1", Timeout: 100 * time.Millisecond}, nil, func(c *config.IMAP) {
-		c.PreLoginTimeout = config.Duration(200 * time.Millisecond)
+	r := newRigFor(f, nil, Upstream{Addr: "127.0.0.1:1", Timeout: 100 * time.Millisecond}, nil, func(c *Config) {
+		c.PreLoginTimeout = 200 * time.Millisecond
 	})
 	r.AddEnrolled(f, "alice", "classmate")
 	feed := testenv.NewFeeder(f)

@@ -18,7 +18,6 @@ import (
 	goimap "github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
 
-	"github.com/stepgate/stepgate/internal/config"
 	"github.com/stepgate/stepgate/internal/relay/relaytest"
 	"github.com/stepgate/stepgate/internal/testenv/dovecot"
 	"github.com/stepgate/stepgate/internal/verifier"
@@ -39,17 +38,17 @@ func newRig(t testing.TB, users map[string]string) *rig {
 	return newRigFor(t, dc, Upstream{Addr: dc.Addr(), TLS: "none"}, nil, nil)
 }
 
-func newRigFor(t testing.TB, dc *dovecot.Server, up Upstream, tlsCfg *tls.Config, mod func(*config.IMAP)) *rig {
+func newRigFor(t testing.TB, dc *dovecot.Server, up Upstream, tlsCfg *tls.Config, mod func(*Config)) *rig {
 	t.Helper()
 	return newRigWith(t, dc, up, tlsCfg, mod, verifiertest.Options{})
 }
 
 // newRigWith is newRigFor with the verifier's and the session store's
 // configuration changed by opts.
-func newRigWith(t testing.TB, dc *dovecot.Server, up Upstream, tlsCfg *tls.Config, mod func(*config.IMAP), opts verifiertest.Options) *rig {
+func newRigWith(t testing.TB, dc *dovecot.Server, up Upstream, tlsCfg *tls.Config, mod func(*Config), opts verifiertest.Options) *rig {
 	t.Helper()
-	cfg := config.Default().IMAP
-	cfg.Listen = "127.0.0.1:0"
+	// config.Default's values, on a free port.
+	cfg := Config{Listen: "127.0.0.1:0", PreLoginTimeout: 60 * time.Second, MaxConns: 4096, LoginFormat: "%Ln"}
 	if mod != nil {
 		mod(&cfg)
 	}

@@ -9,17 +9,32 @@ import (
 	"errors"
 	"log/slog"
 	"net"
+	"time"
 
-	"github.com/stepgate/stepgate/internal/config"
 	"github.com/stepgate/stepgate/internal/listener"
 	"github.com/stepgate/stepgate/internal/relay"
 	"github.com/stepgate/stepgate/internal/verifier"
 )
 
+// Config is the front end's share of the configuration, complete: the
+// caller (internal/config, through internal/server) has filled in the
+// defaults and checked the values, so nothing here is defaulted again.
+type Config struct {
+	// Listen and IMAPSListen are addresses; "" or "off" is none. The
+	// imaps listener needs Options.TLS.
+	Listen, IMAPSListen string
+	AllowPlainRemote    bool
+	PreLoginTimeout     time.Duration
+	MaxConns            int
+	// LoginFormat maps a login name to an account as the mail server
+	// does (Dovecot's auth_username_format): %Ln, %n, %Lu or %u.
+	LoginFormat string
+}
+
 // Options configure a Server.
 type Options struct {
-	Config config.IMAP
-	// Upstream is the mail server; Config.Upstream is not read.
+	Config Config
+	// Upstream is the mail server.
 	Upstream Upstream
 	// TLS, when set, turns on STARTTLS and the imaps listener.
 	TLS      *tls.Config
@@ -32,7 +47,7 @@ type Options struct {
 
 // Server is the IMAP front end.
 type Server struct {
-	cfg     config.IMAP
+	cfg     Config
 	tls     *tls.Config
 	up      *relay.Dialer
 	relay   *relay.Relay
@@ -46,9 +61,6 @@ func New(o Options) (*Server, error) {
 	if o.Verifier == nil {
 		return nil, errors.New("imap: a verifier is required")
 	}
-	if o.Config.IMAPSListen != "" && o.TLS == nil {
-		return nil, errors.New("imap.imaps_listen needs tls.cert_file and tls.key_file")
-	}
 	up, err := relay.NewDialer("imap", o.Upstream)
 	if err != nil {
 		return nil, err
@@ -57,7 +69,7 @@ func New(o Options) (*Server, error) {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
 	s := &Server{cfg: o.Config, tls: o.TLS, up: up, log: o.Log.With("service", "imap"), perAddr: o.PerAddress}
-	s.relay = relay.New(relay.Config{Protocol: "imap", PreLoginTimeout: o.Config.PreLoginTimeout.D(),
+	s.relay = relay.New(relay.Config{Protocol: "imap", PreLoginTimeout: o.Config.PreLoginTimeout,
 		AllowPlainRemote: o.Config.AllowPlainRemote, LoginFormat: o.Config.LoginFormat, TLS: o.TLS}, protocol{}, o.Verifier, up, s.log)
 	return s, nil
 }
@@ -70,7 +82,7 @@ func (s *Server) Listen() error {
 		Implicit: s.cfg.IMAPSListen, ImplicitKey: "imap.imaps_listen", TLS: s.tls,
 		MaxConns: s.cfg.MaxConns, PerAddress: s.perAddr, Log: s.log,
 		Refuse: func(nc net.Conn) {
-			nc.SetWriteDeadline(deadline(s.cfg.PreLoginTimeout.D()))
+			nc.SetWriteDeadline(deadline(s.cfg.PreLoginTimeout))
 			nc.Write([]byte("* BYE [UNAVAILABLE] Too many connections, try again later\r\n"))
 		},
 		Handle: s.relay.Serve,

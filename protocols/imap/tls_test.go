@@ -5,7 +5,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/stepgate/stepgate/internal/config"
 	"github.com/stepgate/stepgate/internal/relay/relaytest"
 	"github.com/stepgate/stepgate/internal/testenv"
 	"github.com/stepgate/stepgate/internal/testenv/dovecot"
@@ -14,7 +13,7 @@ import (
 func TestSTARTTLSAndIMAPS(t *testing.T) {
 	pki := testenv.NewPKI(t)
 	dc := dovecot.Start(t, dovecot.Options{Users: map[string]string{"alice": "classmate"}})
-	r := newRigFor(t, dc, Upstream{Addr: dc.Addr(), TLS: "none"}, pki.Server, func(c *config.IMAP) { c.IMAPSListen = "127.0.0.1:0" })
+	r := newRigFor(t, dc, Upstream{Addr: dc.Addr(), TLS: "none"}, pki.Server, func(c *Config) { c.IMAPSListen = "127.0.0.1:0" })
 	dc.Deliver("alice", dovecot.Message(1, 300))
 	alice := r.AddEnrolled(t, "alice", "x")
 	stored := "classmate" + alice.Code(t)

@@ -80,7 +80,7 @@ func (c *conn) serve(ctx context.Context) {
 	defer c.dropUpstream()
 	log := c.s.log.With("remote", c.nc.RemoteAddr().String())
 	if tc, ok := c.nc.(*tls.Conn); ok {
-		tc.SetDeadline(deadline(c.s.cfg.ReadTimeout.D()))
+		tc.SetDeadline(deadline(c.s.cfg.ReadTimeout))
 		if err := tc.HandshakeContext(ctx); err != nil {
 			log.Info("connection closed: TLS handshake failed", "err", err)
 			return
@@ -88,9 +88,9 @@ func (c *conn) serve(ctx context.Context) {
 		tc.SetDeadline(time.Time{})
 	}
 	for {
-		c.nc.SetReadDeadline(deadline(c.s.cfg.IdleTimeout.D()))
+		c.nc.SetReadDeadline(deadline(c.s.cfg.IdleTimeout))
 		p, err := readMessage(c.r, c.maxMessage(), func() {
-			c.nc.SetReadDeadline(deadline(c.s.cfg.ReadTimeout.D()))
+			c.nc.SetReadDeadline(deadline(c.s.cfg.ReadTimeout))
 		})
 		var m *message
 		if err == nil {
@@ -170,7 +170,7 @@ func (c *conn) flushLocked() error {
 		c.flushTimer.Stop()
 		c.flushTimer = nil
 	}
-	c.nc.SetWriteDeadline(deadline(c.s.cfg.ReadTimeout.D()))
+	c.nc.SetWriteDeadline(deadline(c.s.cfg.ReadTimeout))
 	_, err := c.nc.Write(c.pending)
 	if cap(c.pending) > 256<<10 {
 		c.pending = nil // do not keep a large buffer for an idle connection
@@ -243,7 +243,7 @@ func (c *conn) extended(id int64, e *extendedRequest) bool {
 			return false
 		}
 		tc := tls.Server(c.nc, c.s.tls)
-		tc.SetDeadline(deadline(c.s.cfg.ReadTimeout.D()))
+		tc.SetDeadline(deadline(c.s.cfg.ReadTimeout))
 		if err := tc.Handshake(); err != nil {
 			c.s.log.Info("connection closed: StartTLS handshake failed", "remote", c.nc.RemoteAddr().String(), "err", err)
 			return false

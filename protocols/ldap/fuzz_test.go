@@ -6,7 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/stepgate/stepgate/internal/config"
 	"github.com/stepgate/stepgate/internal/testenv"
 )
 
@@ -18,9 +17,9 @@ func FuzzConn(f *testing.F) {
 	f.Add([]byte{0x30, 0x05, 0x02, 0x01, 0x01, 0x42, 0x00}) // unbind
 	f.Add([]byte{0x30, 0x84, 0xff, 0xff, 0xff, 0xff})
 	f.Add(append(encodeRawBind(1, "", ""), 0x30, 0x03, 0x02, 0x01))
-	r := newRig(f, func(c *config.LDAP) {
-		c.ReadTimeout = config.Duration(100 * time.Millisecond)
-		c.IdleTimeout = config.Duration(100 * time.Millisecond)
+	r := newRig(f, func(c *Config) {
+		c.ReadTimeout = 100 * time.Millisecond
+		c.IdleTimeout = 100 * time.Millisecond
 		c.MaxMessageBytes = 64 << 10
 		c.AnonymousSearch = true
 	}, nil)

@@ -16,7 +16,6 @@ import (
 
 	goldap "github.com/go-ldap/ldap/v3"
 
-	"github.com/stepgate/stepgate/internal/config"
 	"github.com/stepgate/stepgate/internal/password"
 	"github.com/stepgate/stepgate/internal/store"
 	"github.com/stepgate/stepgate/internal/testenv"
@@ -33,19 +32,20 @@ type rig struct {
 	logs *testenv.Buffer
 }
 
-func newRig(t testing.TB, mod func(*config.LDAP), tlsCfg *tls.Config) *rig {
+func newRig(t testing.TB, mod func(*Config), tlsCfg *tls.Config) *rig {
 	t.Helper()
 	return newRigWith(t, mod, tlsCfg, verifiertest.Options{})
 }
 
 // newRigWith is newRig with the verifier's and the session store's
 // configuration changed by opts (its clock is set here).
-func newRigWith(t testing.TB, mod func(*config.LDAP), tlsCfg *tls.Config, opts verifiertest.Options) *rig {
+func newRigWith(t testing.TB, mod func(*Config), tlsCfg *tls.Config, opts verifiertest.Options) *rig {
 	t.Helper()
 	opts.Clock = verifiertest.NewClock(time.Now())
 	e := verifiertest.New(t, opts)
-	cfg := config.Default().LDAP
-	cfg.Listen = "127.0.0.1:0"
+	// config.Default's values, on a free port.
+	cfg := Config{Listen: "127.0.0.1:0", BaseDN: base, ReadTimeout: 10 * time.Second, IdleTimeout: 5 * time.Minute,
+		MaxMessageBytes: 1 << 20, MaxConns: 4096}
 	if mod != nil {
 		mod(&cfg)
 	}
@@ -312,7 +312,7 @@ func TestSASLBindRefused(t *testing.T) {
 
 func TestStartTLSAndLDAPS(t *testing.T) {
 	pki := testenv.NewPKI(t)
-	r := newRig(t, func(c *config.LDAP) { c.LDAPSListen = "127.0.0.1:0" }, pki.Server)
+	r := newRig(t, func(c *Config) { c.LDAPSListen = "127.0.0.1:0" }, pki.Server)
 	alice := r.AddEnrolled(t, "alice", "classmate")
 	env := []string{"LDAPTLS_CACERT=" + pki.CAFile, "LDAPTLS_REQCERT=demand"}
 	secret := "classmate" + alice.Code(t)
@@ -340,9 +340,9 @@ func port(addr string) string {
 // TestBadInputEndsOnlyItsConnection: garbage, truncated, oversized and
 // idle connections each end on their own while a client keeps working.
 func TestBadInputEndsOnlyItsConnection(t *testing.T) {
-	r := newRig(t, func(c *config.LDAP) {
+	r := newRig(t, func(c *Config) {
 		c.MaxMessageBytes = 64 << 10
-		c.ReadTimeout = config.Duration(500 * time.Millisecond)
+		c.ReadTimeout = 500 * time.Millisecond
 	}, nil)
 	addService(t, r.Store, "app", "app-secret")
 	good, err := goldap.DialURL(r.url())
@@ -423,7 +423,7 @@ func encodeRawBind(id int64, name, pw string) []byte {
 }
 
 func TestConnectionCap(t *testing.T) {
-	r := newRig(t, func(c *config.LDAP) { c.MaxConns = 2 }, nil)
+	r := newRig(t, func(c *Config) { c.MaxConns = 2 }, nil)
 	var held []*goldap.Conn
 	for i := 0; i < 2; i++ {
 		c, err := goldap.DialURL(r.url())

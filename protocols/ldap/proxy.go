@@ -16,7 +16,6 @@ import (
 
 	goldap "github.com/go-ldap/ldap/v3"
 
-	"github.com/stepgate/stepgate/internal/config"
 	"github.com/stepgate/stepgate/internal/verifier"
 )
 
@@ -34,18 +33,12 @@ type proxy struct {
 	next atomic.Int64
 }
 
-func newProxy(u *config.LDAPUpstream, log *slog.Logger) (*proxy, error) {
+func newProxy(u *Upstream, log *slog.Logger) (*proxy, error) {
 	if len(u.URLs) == 0 {
 		return nil, errors.New("ldap.upstream.urls: name at least one directory (ldap:// or ldaps://)")
 	}
-	p := &proxy{urls: u.URLs, startTLS: u.StartTLS, timeout: u.Timeout.D(), userAttr: u.UserAttribute, log: log,
+	p := &proxy{urls: u.URLs, startTLS: u.StartTLS, timeout: u.Timeout, userAttr: u.UserAttribute, log: log,
 		tls: &tls.Config{MinVersion: tls.VersionTLS12}}
-	if p.userAttr == "" {
-		p.userAttr = "uid"
-	}
-	if p.timeout <= 0 {
-		p.timeout = 10 * time.Second
-	}
 	for _, raw := range u.URLs {
 		pu, err := url.Parse(raw)
 		if err != nil || (pu.Scheme != "ldap" && pu.Scheme != "ldaps") || pu.Host == "" {

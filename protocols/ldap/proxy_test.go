@@ -8,7 +8,6 @@ import (
 
 	goldap "github.com/go-ldap/ldap/v3"
 
-	"github.com/stepgate/stepgate/internal/config"
 	"github.com/stepgate/stepgate/internal/testenv/slapd"
 	"github.com/stepgate/stepgate/internal/verifier/verifiertest"
 )
@@ -38,9 +37,9 @@ func newProxyRigWith(t *testing.T, opts verifiertest.Options, extraLDIF ...strin
 		ldif.WriteString(x)
 	}
 	sd := slapd.Start(t, slapd.Options{LDIF: ldif.String()})
-	r := newRigWith(t, func(c *config.LDAP) {
-		c.Upstream = &config.LDAPUpstream{URLs: []string{"ldap://127.0.0.1:1", sd.URL()}, // the first is dead: failover
-			PassthroughDNs: []string{"uid=app,ou=people," + base}, Timeout: config.Duration(5 * time.Second)}
+	r := newRigWith(t, func(c *Config) {
+		c.Upstream = &Upstream{URLs: []string{"ldap://127.0.0.1:1", sd.URL()}, // the first is dead: failover
+			PassthroughDNs: []string{"uid=app,ou=people," + base}, UserAttribute: "uid", Timeout: 5 * time.Second}
 	}, nil, opts)
 	return &proxyRig{rig: r, sd: sd}
 }

@@ -9,16 +9,46 @@ import (
 	"errors"
 	"log/slog"
 	"net"
+	"time"
 
-	"github.com/stepgate/stepgate/internal/config"
 	"github.com/stepgate/stepgate/internal/listener"
 	"github.com/stepgate/stepgate/internal/store"
 	"github.com/stepgate/stepgate/internal/verifier"
 )
 
+// Config is the front end's share of the configuration, complete: the
+// caller (internal/config, through internal/server) has filled in the
+// defaults and checked the values, so nothing here is defaulted again.
+type Config struct {
+	// Listen and LDAPSListen are addresses; "" or "off" is none. The
+	// ldaps listener needs Options.TLS.
+	Listen, LDAPSListen string
+	BaseDN              string
+	AllowPlainRemote    bool
+	AnonymousSearch     bool
+	ReadTimeout         time.Duration
+	IdleTimeout         time.Duration
+	MaxMessageBytes     int
+	MaxConns            int
+	// Upstream, when set, is proxy mode.
+	Upstream *Upstream
+}
+
+// Upstream is the real directory behind the front end in proxy mode.
+type Upstream struct {
+	URLs           []string
+	StartTLS       bool
+	CAFile         string
+	PassthroughDNs []string
+	// UserAttribute names the account in a user's entry ("uid").
+	UserAttribute string
+	// Timeout bounds each dial and each upstream request.
+	Timeout time.Duration
+}
+
 // Options configure a Server.
 type Options struct {
-	Config config.LDAP
+	Config Config
 	// TLS, when set, turns on StartTLS and the ldaps listener.
 	TLS      *tls.Config
 	Verifier *verifier.Verifier
@@ -31,7 +61,7 @@ type Options struct {
 
 // Server is the LDAP front end.
 type Server struct {
-	cfg config.LDAP
+	cfg Config
 	tls *tls.Config
 	v   *verifier.Verifier
 	dir *directory
@@ -47,9 +77,6 @@ type Server struct {
 func New(o Options) (*Server, error) {
 	if o.Verifier == nil || o.Store == nil {
 		return nil, errors.New("ldap: a verifier and a store are required")
-	}
-	if o.Config.LDAPSListen != "" && o.TLS == nil {
-		return nil, errors.New("ldap.ldaps_listen needs tls.cert_file and tls.key_file")
 	}
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
@@ -75,7 +102,7 @@ func (s *Server) Listen() error {
 		Implicit: s.cfg.LDAPSListen, ImplicitKey: "ldap.ldaps_listen", TLS: s.tls,
 		MaxConns: s.cfg.MaxConns, PerAddress: s.perAddr, Log: s.log,
 		Refuse: func(nc net.Conn) {
-			nc.SetWriteDeadline(deadline(s.cfg.ReadTimeout.D()))
+			nc.SetWriteDeadline(deadline(s.cfg.ReadTimeout))
 			nc.Write(encodeExtended(0, result{code: resultBusy, diagnostic: "too many connections, try again later"}, oidNoticeOfDisconnection, nil))
 		},
 		Handle: func(ctx context.Context, c listener.Conn) { newConn(s, c.Net, c.ImplicitTLS).serve(ctx) },
