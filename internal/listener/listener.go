@@ -65,7 +65,9 @@ type socket struct {
 	implicitTLS bool
 }
 
-func on(addr string) bool { return addr != "" && addr != "off" }
+// Enabled reports whether a listen address asks for a socket: "" and
+// "off" do not.
+func Enabled(addr string) bool { return addr != "" && addr != "off" }
 
 // Listen opens the configured sockets.
 func Listen(cfg Config) (*Set, error) {
@@ -76,14 +78,14 @@ func Listen(cfg Config) (*Set, error) {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
 	s := &Set{cfg: cfg, conns: map[net.Conn]struct{}{}}
-	if on(cfg.Plain) {
+	if Enabled(cfg.Plain) {
 		l, err := net.Listen("tcp", cfg.Plain)
 		if err != nil {
 			return nil, fmt.Errorf("%s %s: %w", cfg.PlainKey, cfg.Plain, err)
 		}
 		s.lns = append(s.lns, socket{Listener: l})
 	}
-	if on(cfg.Implicit) {
+	if Enabled(cfg.Implicit) {
 		if cfg.TLS == nil {
 			s.Close()
 			return nil, fmt.Errorf("%s needs tls.cert_file and tls.key_file", cfg.ImplicitKey)
@@ -99,8 +101,12 @@ func Listen(cfg Config) (*Set, error) {
 }
 
 // Addr is the address of the plain (implicit false) or implicit-TLS
-// listener, or "" when it is off.
+// listener, or "" when it is off or the set was never opened (nil): a
+// front end answers for its sockets before and after it listens.
 func (s *Set) Addr(implicit bool) string {
+	if s == nil {
+		return ""
+	}
 	for _, l := range s.lns {
 		if l.implicitTLS == implicit {
 			return l.Addr().String()
@@ -109,12 +115,20 @@ func (s *Set) Addr(implicit bool) string {
 	return ""
 }
 
-// Conns is the number of open connections.
-func (s *Set) Conns() int { return int(s.live.Load()) }
+// Conns is the number of open connections (0 for a nil set).
+func (s *Set) Conns() int {
+	if s == nil {
+		return 0
+	}
+	return int(s.live.Load())
+}
 
 // Close closes the listeners (of a set that will not Serve, or at the end
-// of Serve).
+// of Serve). A nil set has nothing to close.
 func (s *Set) Close() error {
+	if s == nil {
+		return nil
+	}
 	for _, l := range s.lns {
 		l.Close()
 	}

@@ -1,7 +1,6 @@
 package notify
 
 import (
-	"crypto/x509"
 	"fmt"
 	"log/slog"
 	"net/mail"
@@ -10,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/stepgate/stepgate/internal/certpool"
 	"github.com/stepgate/stepgate/internal/store"
 )
 
@@ -227,21 +227,6 @@ func isLoopback(host string) bool {
 	return host == "localhost" || host == "127.0.0.1" || host == "::1" || strings.HasPrefix(host, "127.")
 }
 
-func loadCAs(key, file string) (*x509.CertPool, error) {
-	if file == "" {
-		return nil, nil
-	}
-	pem, err := os.ReadFile(file)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", key, err)
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(pem) {
-		return nil, fmt.Errorf("%s: %s holds no PEM certificate", key, file)
-	}
-	return pool, nil
-}
-
 // Channel builds the e-mail channel of a validated config. key names the
 // config's place in errors.
 func (c *EmailConfig) Channel(key string, log *slog.Logger) (*Channel, error) {
@@ -253,7 +238,7 @@ func (c *EmailConfig) Channel(key string, log *slog.Logger) (*Channel, error) {
 		return NewChannel(store.MethodEmail, "command", t, c.timing().retry(), log), nil
 	}
 	s := c.SMTP
-	pool, err := loadCAs(key+".smtp.ca_file", s.CAFile)
+	pool, err := certpool.Load(key+".smtp.ca_file", s.CAFile)
 	if err != nil {
 		return nil, err
 	}
@@ -283,7 +268,7 @@ func (c *SMSConfig) Channel(key string, log *slog.Logger) (*Channel, error) {
 		return NewChannel(store.MethodSMS, "command", t, c.timing().retry(), log), nil
 	}
 	w := c.Webhook
-	pool, err := loadCAs(key+".webhook.ca_file", w.CAFile)
+	pool, err := certpool.Load(key+".webhook.ca_file", w.CAFile)
 	if err != nil {
 		return nil, err
 	}

@@ -4,13 +4,12 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
-	"os"
 	"time"
 
+	"github.com/stepgate/stepgate/internal/certpool"
 	"github.com/stepgate/stepgate/internal/verifier"
 )
 
@@ -55,17 +54,11 @@ func NewDialer(name string, u Upstream) (*Dialer, error) {
 		u.Timeout = 15 * time.Second
 	}
 	d := &Dialer{Upstream: u, name: name, tls: &tls.Config{ServerName: host, MinVersion: tls.VersionTLS12}}
-	if u.CAFile != "" {
-		pem, err := os.ReadFile(u.CAFile)
-		if err != nil {
-			return nil, fmt.Errorf("%s.upstream.ca_file: %w", name, err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("%s.upstream.ca_file %s: no PEM certificate in it", name, u.CAFile)
-		}
-		d.tls.RootCAs = pool
+	pool, err := certpool.Load(name+".upstream.ca_file", u.CAFile)
+	if err != nil {
+		return nil, err
 	}
+	d.tls.RootCAs = pool
 	return d, nil
 }
 

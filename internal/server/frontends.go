@@ -119,8 +119,6 @@ func (fes frontEnds) demoMail() *demomail.Server {
 	return nil
 }
 
-func on(listen string) bool { return listen != "" && listen != "off" }
-
 type ldapFrontEnd struct{ *ldap.Server }
 
 func (ldapFrontEnd) Name() string { return "ldap" }
@@ -130,7 +128,7 @@ func (f ldapFrontEnd) addrs(a *Addrs) { a.LDAP, a.LDAPS = f.Addr(), f.LDAPSAddr(
 // buildLDAP builds the LDAP front end from the ldap section.
 func buildLDAP(d frontEndDeps) (frontEnd, error) {
 	c := d.core.Config.LDAP
-	if !on(c.Listen) && !on(c.LDAPSListen) {
+	if !listener.Enabled(c.Listen) && !listener.Enabled(c.LDAPSListen) {
 		return nil, nil
 	}
 	srv, err := ldap.New(ldap.Options{Config: LDAPConfig(c), TLS: d.tls, Verifier: d.core.Verifier, Store: d.core.Store,
@@ -186,7 +184,7 @@ func (f imapFrontEnd) Close() error {
 // mail server named it stays off.
 func buildIMAP(d frontEndDeps) (frontEnd, error) {
 	c, log := d.core.Config.IMAP, d.core.Log
-	if !on(c.Listen) && !on(c.IMAPSListen) {
+	if !listener.Enabled(c.Listen) && !listener.Enabled(c.IMAPSListen) {
 		return nil, nil
 	}
 	u := c.Upstream

@@ -208,10 +208,33 @@ func Run(ctx context.Context, opts Options) error {
 // a store whose writes failed probed, so that /readyz turns ready again.
 func startHousekeeping(core *Core) chan<- struct{} {
 	stop := make(chan struct{})
-	go core.Sessions.RunSweeper(time.Minute, stop)
-	go core.Verifier.RunRefresher(time.Second, stop)
-	go core.Store.RunHealthProbe(storeProbeInterval, core.Log, stop)
+	go every(time.Minute, stop, func() { core.Sessions.Sweep() })
+	go every(time.Second, stop, func() {
+		if _, err := core.Verifier.Refresh(context.Background()); err != nil {
+			core.Log.Error("refreshing accounts", "err", err)
+		}
+	})
+	probe := core.Store.HealthProbe(core.Log)
+	go every(storeProbeInterval, stop, func() {
+		ctx, cancel := context.WithTimeout(context.Background(), storeProbeInterval)
+		defer cancel()
+		probe(ctx)
+	})
 	return stop
+}
+
+// every calls fn every interval until stop is closed.
+func every(interval time.Duration, stop <-chan struct{}, fn func()) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+			fn()
+		}
+	}
 }
 
 // services are the serving goroutines of one run; the first to fail ends

@@ -368,17 +368,3 @@ func (s *Store) Sweep() int {
 	s.sweepSentCodes(now)
 	return len(dead)
 }
-
-// RunSweeper sweeps every interval until stop is closed.
-func (s *Store) RunSweeper(interval time.Duration, stop <-chan struct{}) {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-stop:
-			return
-		case <-t.C:
-			s.Sweep()
-		}
-	}
-}

@@ -83,30 +83,23 @@ func (s *Store) probeWrite(ctx context.Context) error {
 	return err
 }
 
-// RunHealthProbe retries a small write every interval while the store is
-// unhealthy, and logs when writes start failing and when they work again,
-// until stop is closed.
-func (s *Store) RunHealthProbe(interval time.Duration, log *slog.Logger, stop <-chan struct{}) {
+// HealthProbe returns the check to run every few seconds: while the
+// store is unhealthy it retries a small write, so that a full disk that
+// was freed makes the store healthy (and /readyz ready) without waiting
+// for a sign-in, and it logs once when writes start failing and once when
+// they work again.
+func (s *Store) HealthProbe(log *slog.Logger) func(ctx context.Context) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	t := time.NewTicker(interval)
-	defer t.Stop()
 	failing := false
-	for {
-		select {
-		case <-stop:
-			return
-		case <-t.C:
-		}
+	return func(ctx context.Context) {
 		if err := s.Healthy(); err != nil {
 			if !failing {
 				log.Error("store writes failing: sign-ins that need a write answer unavailable and /readyz says not ready", "err", err)
 				failing = true
 			}
-			ctx, cancel := context.WithTimeout(context.Background(), interval)
 			s.probeWrite(ctx)
-			cancel()
 		}
 		if failing && s.Healthy() == nil {
 			log.Info("store writes work again", "path", s.path)

@@ -60,13 +60,12 @@ func TestFullDiskWritesFailAndRecover(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	stop := make(chan struct{})
-	go s.RunHealthProbe(10*time.Millisecond, nil, stop)
-	defer close(stop)
+	probe := s.HealthProbe(nil)
 	for i := 0; s.Healthy() != nil; i++ {
 		if i == 500 {
 			t.Fatalf("still unhealthy 5s after space was freed: %v", s.Healthy())
 		}
+		probe(ctx)
 		time.Sleep(10 * time.Millisecond)
 	}
 	// Neither was burnt by the failed writes.

@@ -2,7 +2,6 @@ package verifier
 
 import (
 	"context"
-	"time"
 
 	"github.com/stepgate/stepgate/internal/session"
 )
@@ -75,20 +74,4 @@ func (v *Verifier) staleSessions(ctx context.Context, ss []*session.Session) ([]
 func (v *Verifier) Reconcile(ctx context.Context) (int, error) {
 	v.accounts.invalidate()
 	return v.Refresh(ctx)
-}
-
-// RunRefresher calls Refresh every interval until stop is closed.
-func (v *Verifier) RunRefresher(interval time.Duration, stop <-chan struct{}) {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-stop:
-			return
-		case <-t.C:
-			if _, err := v.Refresh(context.Background()); err != nil {
-				v.audit.Error("refreshing accounts", "err", err)
-			}
-		}
-	}
 }

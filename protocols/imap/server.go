@@ -95,36 +95,19 @@ func (s *Server) Listen() error {
 }
 
 // Addr is the plain listener's address, or "".
-func (s *Server) Addr() string { return s.addr(false) }
+func (s *Server) Addr() string { return s.set.Addr(false) }
 
 // IMAPSAddr is the imaps listener's address, or "".
-func (s *Server) IMAPSAddr() string { return s.addr(true) }
-
-func (s *Server) addr(implicit bool) string {
-	if s.set == nil {
-		return ""
-	}
-	return s.set.Addr(implicit)
-}
+func (s *Server) IMAPSAddr() string { return s.set.Addr(true) }
 
 // Close closes the listeners of a server that will not Serve.
-func (s *Server) Close() error {
-	if s.set != nil {
-		s.set.Close()
-	}
-	return nil
-}
+func (s *Server) Close() error { return s.set.Close() }
 
 // Probe checks that the mail server answers (for /readyz).
 func (s *Server) Probe(ctx context.Context) error { return probe(ctx, s.up) }
 
 // Conns is the number of open client connections.
-func (s *Server) Conns() int {
-	if s.set == nil {
-		return 0
-	}
-	return s.set.Conns()
-}
+func (s *Server) Conns() int { return s.set.Conns() }
 
 // Serve accepts connections until ctx ends, then closes the listeners and
 // every connection (spliced ones too: their handlers close the upstream

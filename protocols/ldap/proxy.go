@@ -3,19 +3,18 @@ package ldap
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/url"
-	"os"
 	"strings"
 	"sync/atomic"
 	"time"
 
 	goldap "github.com/go-ldap/ldap/v3"
 
+	"github.com/stepgate/stepgate/internal/certpool"
 	"github.com/stepgate/stepgate/internal/verifier"
 )
 
@@ -45,17 +44,11 @@ func newProxy(u *Upstream, log *slog.Logger) (*proxy, error) {
 			return nil, fmt.Errorf("ldap.upstream.urls: %q is not an ldap:// or ldaps:// URL", raw)
 		}
 	}
-	if u.CAFile != "" {
-		pem, err := os.ReadFile(u.CAFile)
-		if err != nil {
-			return nil, fmt.Errorf("ldap.upstream.ca_file: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("ldap.upstream.ca_file %s: no PEM certificate in it", u.CAFile)
-		}
-		p.tls.RootCAs = pool
+	pool, err := certpool.Load("ldap.upstream.ca_file", u.CAFile)
+	if err != nil {
+		return nil, err
 	}
+	p.tls.RootCAs = pool
 	for _, s := range u.PassthroughDNs {
 		dn, err := goldap.ParseDN(s)
 		if err != nil {

@@ -115,17 +115,10 @@ func (s *Server) Listen() error {
 }
 
 // Addr is the plain listener's address, or "" when it is off.
-func (s *Server) Addr() string { return s.addr(false) }
+func (s *Server) Addr() string { return s.set.Addr(false) }
 
 // LDAPSAddr is the ldaps listener's address, or "" when it is off.
-func (s *Server) LDAPSAddr() string { return s.addr(true) }
-
-func (s *Server) addr(implicit bool) string {
-	if s.set == nil {
-		return ""
-	}
-	return s.set.Addr(implicit)
-}
+func (s *Server) LDAPSAddr() string { return s.set.Addr(true) }
 
 // Serve accepts connections until ctx ends, then closes the listeners and
 // every connection and returns once their handlers are done.
@@ -139,17 +132,7 @@ func (s *Server) Serve(ctx context.Context) error {
 }
 
 // Close closes the listeners of a server that will not Serve.
-func (s *Server) Close() error {
-	if s.set != nil {
-		s.set.Close()
-	}
-	return nil
-}
+func (s *Server) Close() error { return s.set.Close() }
 
 // Conns is the number of open client connections.
-func (s *Server) Conns() int {
-	if s.set == nil {
-		return 0
-	}
-	return s.set.Conns()
-}
+func (s *Server) Conns() int { return s.set.Conns() }
