@@ -24,6 +24,11 @@ import (
 // hides which first-factor step failed the same way.
 type pacer struct {
 	local, upstream averages
+	// localSeed is what one hash under the default algorithm took at
+	// start-up: the target for local failures until a real password
+	// check has been seen (the accounts may well use a faster scheme,
+	// such as {SSHA} imported from a directory).
+	localSeed atomic.Int64
 }
 
 type averages struct {
@@ -33,9 +38,10 @@ type averages struct {
 // average follows the median of the durations it is fed, in nanoseconds:
 // each sample farther than a thirty-second of its value moves it that much
 // towards the sample, the same step up or down, so it settles where as
-// many samples fall above as below. A median, not a mean: an upstream that answers failures
-// on a timer (Dovecot's half-second tick) gives a lopsided distribution,
-// and it is the typical failure a paced one must look like.
+// many samples fall above as below. A median, not a mean: an upstream
+// that answers failures on a timer (Dovecot's half-second tick) gives a
+// lopsided distribution, and it is the typical failure a paced one must
+// look like. The first sample is taken as it is.
 type average struct{ ns atomic.Int64 }
 
 func (a *average) add(d time.Duration) {
@@ -79,6 +85,9 @@ func (p *pacer) target(upstream bool) time.Duration {
 	ns := k.failed.ns.Load()
 	if ns == 0 {
 		ns = k.passed.ns.Load()
+	}
+	if ns == 0 && !upstream {
+		ns = p.localSeed.Load()
 	}
 	return min(time.Duration(ns), maxPace)
 }

@@ -23,3 +23,25 @@ func TestAverageFollowsTheMedian(t *testing.T) {
 		t.Fatalf("target %v, want near the median 500ms", got)
 	}
 }
+
+// TestSeedGivesWayToRealChecks: the start-up seed (an argon2id hash) is
+// the target only until a real password check is seen; accounts with a
+// fast scheme then set it.
+func TestSeedGivesWayToRealChecks(t *testing.T) {
+	var p pacer
+	p.localSeed.Store(int64(50 * time.Millisecond))
+	if got := p.target(false); got != 50*time.Millisecond {
+		t.Fatalf("before any check: %v, want the seed", got)
+	}
+	p.observe(false, false, 100*time.Microsecond)
+	if got := p.target(false); got != 100*time.Microsecond {
+		t.Fatalf("after one fast check: %v, want 100µs", got)
+	}
+	p.observe(false, true, 200*time.Microsecond)
+	if got := p.target(false); got != 200*time.Microsecond {
+		t.Fatalf("after a wrong password: %v, want 200µs", got)
+	}
+	if got := p.target(true); got != 0 {
+		t.Fatalf("upstream target with nothing seen: %v, want 0", got)
+	}
+}

@@ -149,7 +149,7 @@ func New(cfg Config) (*Verifier, error) {
 		codes: cfg.Codes, sender: cfg.Sender, audit: cfg.Audit, observer: cfg.Observer, lockouts: cfg.Lockouts, now: cfg.Now,
 		accounts: newAccounts(cfg.Store), decoy: decoy, hashes: cfg.Hashes,
 	}
-	v.pacer.observe(false, true, hashTime) // a hash costs the same, right or wrong
+	v.pacer.localSeed.Store(int64(hashTime))
 	return v, nil
 }
 
