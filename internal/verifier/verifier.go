@@ -253,11 +253,17 @@ func (v *Verifier) decide(ctx context.Context, a *Attempt, valid bool) Decision 
 	if a.Remote != "" {
 		addrKey = session.AddrKey(a.Remote)
 	}
+	if v.sessions.FailedRecently(userKey, key) {
+		// The same string failed a moment ago: a device retrying its
+		// stale password. The answer is known; it costs no evaluation and
+		// no second unit of the budget.
+		return deny(ReasonRepeated)
+	}
 	adm, ok := v.sessions.Admit(userKey, addrKey)
 	if !ok {
-		return deny(ReasonLocked)
+		return v.locked(userKey, addrKey)
 	}
-	defer adm.Done(session.Neutral) // a panic must not keep the slot
+	defer adm.Done(session.Neutral, key) // a panic must not keep the slot
 
 	d := v.check(ctx, a, acct, key, valid)
 	outcome := session.Failed
@@ -274,7 +280,7 @@ func (v *Verifier) decide(ctx context.Context, a *Attempt, valid bool) Decision 
 		// sender's own throttles bound the sends.
 		outcome = session.Neutral
 	}
-	for k, until := range adm.Done(outcome) {
+	for k, until := range adm.Done(outcome, key) {
 		scope := "addr"
 		if k == userKey {
 			scope = "user"
@@ -286,6 +292,27 @@ func (v *Verifier) decide(ctx context.Context, a *Attempt, valid bool) Decision 
 		if scope == "user" && v.lockouts != nil && acct != nil {
 			v.lockouts.UserLockedOut(ctx, acct.user.Name, until)
 		}
+	}
+	return d
+}
+
+// locked is the answer to an attempt that admission turned away: the one
+// failure that may say what it is, with the time it ends. Counters exist
+// for names that are no account too, so it reveals nothing about which
+// accounts exist.
+func (v *Verifier) locked(keys ...string) Decision {
+	var until time.Time
+	for _, k := range keys {
+		if t, ok := v.sessions.Locked(k); ok && t.After(until) {
+			until = t
+		}
+	}
+	d := deny(ReasonLocked)
+	if until.IsZero() {
+		// Not locked yet: the budget is taken by attempts in flight.
+		d.Message = "Too many sign-in attempts at once; try again in a few minutes."
+	} else {
+		d.Message = "Too many failed sign-ins; try again after " + until.UTC().Format("15:04") + " UTC."
 	}
 	return d
 }
