@@ -39,12 +39,12 @@ func (l Limits) withDefaults() (Limits, error) {
 // counter is the failure record of one key ("user:alice", "addr:192.0.2.7").
 // Records are replaced, never changed in place.
 type counter struct {
-	Key         string
-	Recent      []int64 // unix nanoseconds of the last failures, at most MaxFailures
+	Key    string
+	Recent []int64 // unix nanoseconds of the last failures, at most MaxFailures
 	// Strings holds, beside each of Recent, a keyed hash of the string
 	// that failed (or ""): a device that repeats its stale password
 	// spends one unit of the budget, not all of it.
-	Strings []string `json:",omitempty"`
+	Strings     []string `json:",omitempty"`
 	LockedUntil time.Time
 	Level       int // lockouts in a row, for the doubling
 	// InFlight is how many admitted attempts are still being evaluated.
