@@ -84,6 +84,11 @@ type Config struct {
 	Now func() time.Time
 	// Hashes bounds local password hashes; nil shares a default one.
 	Hashes *password.Limiter
+	// Applications are the remotes that sign in many users from one
+	// address (Apache, webmail): their attempts count per user only,
+	// since their address's budget would be spent by some users' typos
+	// and then refuse everyone else.
+	Applications Networks
 }
 
 // Verifier decides sign-ins. It is safe for concurrent use.
@@ -104,6 +109,7 @@ type Verifier struct {
 	decoy    *account
 	pacer    pacer
 	hashes   *password.Limiter
+	apps     Networks
 }
 
 // New returns a Verifier.
@@ -148,6 +154,7 @@ func New(cfg Config) (*Verifier, error) {
 		st: cfg.Store, sessions: cfg.Sessions, rule: cfg.Rule, totp: cfg.TOTP, policy: cfg.Policy,
 		codes: cfg.Codes, sender: cfg.Sender, audit: cfg.Audit, observer: cfg.Observer, lockouts: cfg.Lockouts, now: cfg.Now,
 		accounts: newAccounts(cfg.Store), decoy: decoy, hashes: cfg.Hashes,
+		apps: cfg.Applications,
 	}
 	v.pacer.localSeed.Store(int64(hashTime))
 	return v, nil
@@ -248,9 +255,9 @@ func (v *Verifier) decide(ctx context.Context, a *Attempt, valid bool) Decision 
 	// address's budget before any password or code is checked, and holds
 	// it while it is evaluated; a locked key, or a budget filled by
 	// failures and attempts in flight, fails fast and sends nothing
-	// upstream.
+	// upstream. An application's address has no budget of its own.
 	userKey, addrKey := session.UserKey(a.User), ""
-	if a.Remote != "" {
+	if a.Remote != "" && !v.apps.Contains(a.Remote) {
 		addrKey = session.AddrKey(a.Remote)
 	}
 	if v.sessions.FailedRecently(userKey, key) {
