@@ -68,7 +68,6 @@ func codeOf(t *testing.T, secret string) string {
 	return c
 }
 
-
 // wrongOfN is the n-th wrong code next to code.
 func wrongOfN(code string, n int) string { return string('0'+(code[0]-'0'+byte(n))%10) + code[1:] }
 
