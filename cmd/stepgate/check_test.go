@@ -48,7 +48,7 @@ func TestCheckAsksTheRunningServer(t *testing.T) {
 	if r := run(t, dir, pw+"000000", "check", "alice"); r.code != 1 || r.stdout != "deny\n" || r.stderr != "deny: invalid credentials\n" {
 		t.Fatalf("check with a wrong code through the server: %+v", r)
 	}
-	if r := run(t, dir, pw+"000000", "check", "--verbose", "alice"); r.code != 1 || r.stderr != "deny: bad_code\n" {
+	if r := run(t, dir, pw+"000001", "check", "--verbose", "alice"); r.code != 1 || r.stderr != "deny: bad_code\n" {
 		t.Fatalf("check --verbose through the server: %+v", r)
 	}
 	if r := stop(); r.code != 0 || strings.Contains(r.stdout+r.stderr, stored) {

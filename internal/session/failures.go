@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/go-memdb"
@@ -138,7 +139,7 @@ func (s *Store) FailedRecently(key string, str Key) bool {
 		return false
 	}
 	c := raw.(*counter)
-	h := failedString(str)
+	h := failedString(str) + memorable
 	cut := s.now().Add(-s.limits.Window).UnixNano()
 	for i, t := range c.Recent {
 		if t > cut && c.stringAt(i) == h {
@@ -146,6 +147,27 @@ func (s *Store) FailedRecently(key string, str Key) bool {
 		}
 	}
 	return false
+}
+
+// ForgetStrings drops what key's failures remember of their strings,
+// keeping the count: after an account changes (enabled, new password), a
+// string that failed before may be right now.
+func (s *Store) ForgetStrings(key string) {
+	raw, err := s.db.Txn(false).First(tableFailures, "id", key)
+	if err != nil || raw == nil || len(raw.(*counter).Strings) == 0 {
+		return
+	}
+	txn := s.db.Txn(true)
+	defer txn.Abort()
+	raw, err = txn.First(tableFailures, "id", key)
+	if err != nil || raw == nil {
+		return
+	}
+	c := *raw.(*counter)
+	c.Strings = make([]string, len(c.Recent))
+	if txn.Insert(tableFailures, &c) == nil {
+		txn.Commit()
+	}
 }
 
 // Failures returns how many recent failures key has.
@@ -169,6 +191,9 @@ const (
 	Failed
 	// Succeeded: the budget is forgotten.
 	Succeeded
+	// Final: a failure the same string can never get past while it is
+	// remembered (see Done).
+	Final
 )
 
 // Admission is an attempt's hold on the budgets of its keys, taken by
@@ -238,6 +263,15 @@ func (s *Store) current(txn *memdb.Txn, key string, now time.Time) *counter {
 // of its session key (itself a keyed hash), enough to tell strings apart.
 func failedString(str Key) string { return hex.EncodeToString(str[:16]) }
 
+// memorable marks a kept string whose failure cannot turn into a success
+// while it is remembered (a wrong password or code, an unknown name), so
+// that FailedRecently may answer it from memory.
+const memorable = "!"
+
+func sameString(a, b string) bool {
+	return strings.TrimSuffix(a, memorable) == strings.TrimSuffix(b, memorable)
+}
+
 // stringAt is the hash beside Recent[i]; counters from before hashes
 // were kept have none.
 func (c *counter) stringAt(i int) string {
@@ -250,9 +284,11 @@ func (c *counter) stringAt(i int) string {
 // Done gives the attempt's slots back. A failure is counted against every
 // key, unless the same string (str, the attempt's session key) already
 // failed for that key within the window: only distinct guesses use the
-// budget. locked lists the keys this failure locked out, with the time
-// the lockout ends. Done is safe to call more than once; only the first
-// counts.
+// budget. A Final failure (a wrong password or code, an unknown name:
+// nothing that a later attempt with the same string could get past) is
+// also remembered for FailedRecently. locked lists the keys this failure
+// locked out, with the time the lockout ends. Done is safe to call more
+// than once; only the first counts.
 func (a *Admission) Done(o Outcome, str Key) (locked map[string]time.Time) {
 	if a == nil || a.done {
 		return nil
@@ -270,8 +306,12 @@ func (a *Admission) Done(o Outcome, str Key) (locked map[string]time.Time) {
 		switch o {
 		case Succeeded:
 			c.Recent, c.Strings, c.LockedUntil, c.Level = nil, nil, time.Time{}, 0
-		case Failed:
-			if until, now := s.count(c, now, failedString(str)); now {
+		case Failed, Final:
+			h := failedString(str)
+			if o == Final {
+				h += memorable
+			}
+			if until, now := s.count(c, now, h); now {
 				if locked == nil {
 					locked = map[string]time.Time{}
 				}
@@ -302,7 +342,7 @@ func (s *Store) count(c *counter, now time.Time, str string) (until time.Time, l
 	}
 	if str != "" {
 		for i := range c.Recent {
-			if c.stringAt(i) == str {
+			if sameString(c.stringAt(i), str) {
 				return c.LockedUntil, false // the same stale string again
 			}
 		}

@@ -103,6 +103,11 @@ func paced(d Decision) bool {
 	switch d.Reason {
 	case ReasonLocked, ReasonEmpty, ReasonUnavailable, ReasonBusy, ReasonError, ReasonCodeSent:
 		return false
+	case ReasonRepeated:
+		// The client sent this very string a moment ago and knows how it
+		// ended; answering at once tells it nothing new, for a known name
+		// or an unknown one alike.
+		return false
 	}
 	return true
 }

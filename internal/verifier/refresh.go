@@ -4,6 +4,7 @@ import (
 	"context"
 
 	"github.com/stepgate/stepgate/internal/session"
+	"github.com/stepgate/stepgate/internal/username"
 )
 
 // Refresh notices account changes made by any process (the CLI changing a
@@ -21,6 +22,10 @@ func (v *Verifier) Refresh(ctx context.Context) (int, error) {
 		stale, err = v.staleSessions(ctx, v.sessions.List(""))
 	} else {
 		for _, name := range names {
+			// A string that failed before the change may be right now.
+			if c, err := username.Canonical(name); err == nil {
+				v.sessions.ForgetStrings(session.UserKey(c))
+			}
 			var s []*session.Session
 			if s, err = v.staleSessions(ctx, v.sessions.List(name)); err != nil {
 				break

@@ -263,7 +263,10 @@ func (v *Verifier) decide(ctx context.Context, a *Attempt, valid bool) Decision 
 	if v.sessions.FailedRecently(userKey, key) {
 		// The same string failed a moment ago: a device retrying its
 		// stale password. The answer is known; it costs no evaluation and
-		// no second unit of the budget.
+		// no second unit of the budget. A lockout still says so.
+		if d := v.locked(userKey, addrKey); d.Message != inFlightMessage {
+			return d
+		}
 		return deny(ReasonRepeated)
 	}
 	adm, ok := v.sessions.Admit(userKey, addrKey)
@@ -275,6 +278,8 @@ func (v *Verifier) decide(ctx context.Context, a *Attempt, valid bool) Decision 
 	d := v.check(ctx, a, acct, key, valid)
 	outcome := session.Failed
 	switch {
+	case final(d.Reason):
+		outcome = session.Final
 	case d.Allowed():
 		outcome = session.Succeeded
 	case d.Reason == ReasonUnavailable || d.Reason == ReasonError || d.Reason == ReasonBusy:
@@ -303,6 +308,21 @@ func (v *Verifier) decide(ctx context.Context, a *Attempt, valid bool) Decision 
 	return d
 }
 
+const inFlightMessage = "Too many sign-in attempts at once; try again in a few minutes."
+
+// final reports whether a failure is one that the same string cannot get
+// past while the failure is remembered: a wrong password or code, a used
+// code, a name that is no account. Not final: no code (a code may be sent
+// later), a disabled or not enrolled account (an administrator may change
+// it), a service account on the wrong protocol.
+func final(r Reason) bool {
+	switch r {
+	case ReasonBadPassword, ReasonBadCode, ReasonReplayed, ReasonUnknownUser, ReasonBadName, ReasonIdentity:
+		return true
+	}
+	return false
+}
+
 // locked is the answer to an attempt that admission turned away: the one
 // failure that may say what it is, with the time it ends. Counters exist
 // for names that are no account too, so it reveals nothing about which
@@ -317,7 +337,7 @@ func (v *Verifier) locked(keys ...string) Decision {
 	d := deny(ReasonLocked)
 	if until.IsZero() {
 		// Not locked yet: the budget is taken by attempts in flight.
-		d.Message = "Too many sign-in attempts at once; try again in a few minutes."
+		d.Message = inFlightMessage
 	} else {
 		d.Message = "Too many failed sign-ins; try again after " + until.UTC().Format("15:04") + " UTC."
 	}

@@ -70,7 +70,9 @@ func TestLockedOutFloodStaysSmall(t *testing.T) {
 		if i%20 == 0 {
 			name = long
 		}
-		err := c.Bind(name, "wrongpassword123456")
+		// Distinct guesses: a repeated string would be answered from
+		// memory (repeated_failure) rather than reach the lockout.
+		err := c.Bind(name, fmt.Sprintf("wrongpassword%06d", i))
 		if !goldap.IsErrorWithCode(err, goldap.LDAPResultInvalidCredentials) {
 			t.Fatalf("bind %d: %v, want invalidCredentials", i, err)
 		}
@@ -80,7 +82,7 @@ func TestLockedOutFloodStaysSmall(t *testing.T) {
 	t.Run("ldapwhoami", func(t *testing.T) {
 		for range 3 {
 			// 60 KB: under the 64 KiB a message may have before a bind.
-			rc, out := run(t, nil, "ldapwhoami", "-x", "-H", r.url(), "-D", strings.Repeat("w", 60000), "-w", "wrongpassword123456")
+			rc, out := run(t, nil, "ldapwhoami", "-x", "-H", r.url(), "-D", strings.Repeat("w", 60000), "-w", fmt.Sprintf("otherguess%06d", extra))
 			if rc != 49 {
 				t.Fatalf("ldapwhoami while locked out: exit %d, want 49 (invalidCredentials): %.300s", rc, out)
 			}
