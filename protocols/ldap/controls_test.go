@@ -133,7 +133,7 @@ func TestBindControls(t *testing.T) {
 }
 
 // TestSearchControls, own directory: a critical control stepgate does
-// not honour (server-side sorting) fails the search with
+// not honour (server-side sorting, paged results) fails the search with
 // unavailableCriticalExtension instead of being ignored; the same control
 // not critical is ignored; ManageDsaIT, which stepgate's tree (no
 // referrals) honours by doing nothing, passes even when critical.
@@ -159,6 +159,8 @@ func TestSearchControls(t *testing.T) {
 		{"critical unknown control", []string{"-E", "!1.3.6.1.4.1.99999.1=:x"}, 12, 0},
 		{"unknown control", []string{"-E", "1.3.6.1.4.1.99999.1=:x"}, 0, 2},
 		{"critical ManageDsaIT", []string{"-MM"}, 0, 2},
+		{"paged results (not done: all at once)", []string{"-E", "pr=1/noprompt"}, 0, 2},
+		{"critical paged results", []string{"-E", "!pr=1/noprompt"}, 12, 0},
 	} {
 		rc, out := search(c.extra...)
 		if rc != c.want || strings.Count(out, "dn: ") != c.entries {
