@@ -75,7 +75,21 @@ type Lockout struct {
 	Window      Duration `yaml:"window"`
 	Duration    Duration `yaml:"duration"`
 	MaxDuration Duration `yaml:"max_duration"`
+	// Applications are addresses or networks (192.0.2.7, 10.0.0.0/24) of
+	// applications that sign in many users from one address (Apache
+	// mod_authnz_ldap, webmail, a mail server's LDAP passdb): their
+	// attempts count against each user's budget only, never the
+	// address's, so that three users' wrong codes do not lock out the
+	// fourth. They also get a per-address connection cap of
+	// FrontMaxConnsPerAddress, unless limits.address_exceptions covers them.
+	Applications []string `yaml:"applications"`
 }
+
+// FrontMaxConnsPerAddress is the per-address connection cap of an
+// address in lockout.applications or imap.trusted_networks: one address
+// that stands for many users needs the room of many users, and an
+// administrator who names it a front has said so already.
+const FrontMaxConnsPerAddress = 1024
 
 // Admin configures the administrator's HTTP endpoint.
 type Admin struct {
@@ -128,8 +142,14 @@ type IMAP struct {
 	// (the default) and %n take the part before '@', %Lu and %u the whole
 	// name. It must match the mail server's, or a form the mail server
 	// takes for an enrolled user could reach it without a code.
-	LoginFormat string        `yaml:"login_format"`
-	Upstream    *IMAPUpstream `yaml:"upstream"`
+	LoginFormat string `yaml:"login_format"`
+	// TrustedNetworks are addresses or networks of fronts (webmail, a
+	// proxy) whose ID ("x-originating-ip" ...) before login names the
+	// real client, as Dovecot's login_trusted_networks: that address then
+	// takes the per-address budget, the audit event and the ID stepgate
+	// sends upstream. From any other address the ID is ignored.
+	TrustedNetworks []string      `yaml:"trusted_networks"`
+	Upstream        *IMAPUpstream `yaml:"upstream"`
 }
 
 // IMAPUpstream is the mail server behind the IMAP front end.
@@ -172,9 +192,13 @@ type AddressException struct {
 
 // Prefixes parses the exception's addresses; a plain address is a
 // prefix of its full length.
-func (e AddressException) Prefixes() ([]netip.Prefix, error) {
+func (e AddressException) Prefixes() ([]netip.Prefix, error) { return Prefixes(e.Addresses) }
+
+// Prefixes parses addresses and networks (192.0.2.7, 10.0.0.0/24,
+// 2001:db8::/64); a plain address is a prefix of its full length.
+func Prefixes(list []string) ([]netip.Prefix, error) {
 	var out []netip.Prefix
-	for _, s := range e.Addresses {
+	for _, s := range list {
 		if strings.Contains(s, "/") {
 			p, err := netip.ParsePrefix(s)
 			if err != nil {
@@ -344,6 +368,14 @@ func (c *Config) Validate() error {
 	if c.Lockout.MaxDuration < c.Lockout.Duration {
 		bad("lockout.max_duration", "shorter than lockout.duration")
 	}
+	prefixes := func(key string, list []string) {
+		for i, s := range list {
+			if _, err := Prefixes([]string{s}); err != nil {
+				bad(fmt.Sprintf("%s[%d]", key, i), "%v", err)
+			}
+		}
+	}
+	prefixes("lockout.applications", c.Lockout.Applications)
 	addr("admin.listen", c.Admin.Listen, true)
 	if (c.TLS.CertFile == "") != (c.TLS.KeyFile == "") {
 		bad("tls", "cert_file and key_file go together")
@@ -398,6 +430,7 @@ func (c *Config) Validate() error {
 		bad("imap.max_conns", "must be at least 1")
 	}
 	oneOf("imap.login_format", c.IMAP.LoginFormat, "%Ln", "%n", "%Lu", "%u")
+	prefixes("imap.trusted_networks", c.IMAP.TrustedNetworks)
 	if u := c.IMAP.Upstream; u != nil && u.Host != "demo" {
 		if u.Host == "" {
 			bad("imap.upstream.host", "empty; give the mail server's host name, or demo")

@@ -74,6 +74,9 @@ imap:
 	if l := c.Limits; l.MaxConnsPerAddress != 64 || l.HashMemory != 256<<20 || l.HashWait.D() != 2*time.Second {
 		t.Fatalf("limits defaults = %+v", l)
 	}
+	if len(c.Lockout.Applications) != 0 || len(c.IMAP.TrustedNetworks) != 0 {
+		t.Fatalf("applications %v and trusted networks %v: none by default", c.Lockout.Applications, c.IMAP.TrustedNetworks)
+	}
 	if c.IMAP.Upstream.TLS != "none" || c.IMAP.Upstream.Port != 1430 {
 		t.Fatalf("imap upstream = %+v", c.IMAP.Upstream)
 	}
@@ -103,6 +106,8 @@ func TestErrorsNameFileKeyAndReason(t *testing.T) {
 		{"limits:\n  max_conns_per_address: 0\n", []string{"limits.max_conns_per_address", "at least 1"}},
 		{"limits:\n  address_exceptions:\n    - {addresses: [10.0.0.0/33], max_conns_per_address: 5}\n", []string{"limits.address_exceptions[0].addresses", "10.0.0.0/33"}},
 		{"limits:\n  address_exceptions:\n    - {addresses: [], max_conns_per_address: 0}\n", []string{"limits.address_exceptions[0].addresses", "limits.address_exceptions[0].max_conns_per_address"}},
+		{"lockout:\n  applications: [127.0.0.1, 10.0.0.0/8, apache.example.org]\n", []string{"lockout.applications[2]", "apache.example.org", "not an address or a network"}},
+		{"imap:\n  trusted_networks: [192.0.2.0/40]\n", []string{"imap.trusted_networks[0]", "192.0.2.0/40"}},
 		{"limits:\n  password_hashes: -1\n", []string{"limits.password_hashes"}},
 		{"limits:\n  hash_memory: 1MiB\n", []string{"limits.hash_memory", "19MiB"}},
 		{"limits:\n  hash_wait: 0s\n", []string{"limits.hash_wait", "positive"}},
@@ -164,5 +169,24 @@ delivery:
 	}
 	if _, err := Load(write(t, "delivery:\n  codes:\n    lifetme: 5m\n")); err == nil || !strings.Contains(err.Error(), "delivery.codes.lifetme: unknown key") {
 		t.Errorf("unknown delivery key: %v", err)
+	}
+}
+
+// TestApplicationsAndTrustedNetworks: both lists are read as addresses
+// and networks.
+func TestApplicationsAndTrustedNetworks(t *testing.T) {
+	c, err := Load(write(t, "lockout:\n  applications: [127.0.0.1, \"10.0.0.0/24\", \"2001:db8::/64\"]\nimap:\n  trusted_networks: [192.0.2.7]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	apps, err := Prefixes(c.Lockout.Applications)
+	if err != nil || len(apps) != 3 || apps[0].String() != "127.0.0.1/32" || apps[2].String() != "2001:db8::/64" {
+		t.Fatalf("applications = %v, %v", apps, err)
+	}
+	if got := c.IMAP.TrustedNetworks; len(got) != 1 || got[0] != "192.0.2.7" {
+		t.Fatalf("trusted networks = %v", got)
 	}
 }

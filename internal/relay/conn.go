@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
+	"strconv"
 	"sync"
 
 	"github.com/stepgate/stepgate/internal/verifier"
@@ -20,11 +22,18 @@ const MaxCredential = 1 << 10
 // Conn is one client connection before login; after login it becomes a
 // splice to the mail server.
 type Conn struct {
-	r      *Relay
-	raw    net.Conn // what is closed at shutdown
-	nc     net.Conn // raw, or TLS over it
-	br     *bufio.Reader
-	remote string // address without the port
+	r    *Relay
+	raw  net.Conn // what is closed at shutdown
+	nc   net.Conn // raw, or TLS over it
+	br   *bufio.Reader
+	peer string // the connection's own address, without the port
+	// remote is the client's address without the port: the peer's, or
+	// the one a trusted front named (Originating). It takes the
+	// per-address budget and the audit event.
+	remote string
+	// client is the client's address and port as the mail server is
+	// told of it.
+	client net.Addr
 	tls    bool
 	log    *slog.Logger
 
@@ -39,8 +48,32 @@ func newConn(r *Relay, raw, nc net.Conn, implicitTLS bool) *Conn {
 	if err != nil {
 		host = raw.RemoteAddr().String()
 	}
-	return &Conn{r: r, raw: raw, nc: nc, br: bufio.NewReaderSize(nc, 4096), remote: host, tls: implicitTLS,
-		log: r.log.With("remote", raw.RemoteAddr().String())}
+	return &Conn{r: r, raw: raw, nc: nc, br: bufio.NewReaderSize(nc, 4096), peer: host, remote: host,
+		client: raw.RemoteAddr(), tls: implicitTLS, log: r.log.With("remote", raw.RemoteAddr().String())}
+}
+
+// Originating takes the real client's address and port from a front
+// (webmail, a proxy) that signs its users in through this connection,
+// as IMAP's ID "x-originating-ip" gives them, and reports whether it
+// did: only a peer in the trusted networks may name it. From anyone
+// else it is ignored, or a client could pick whose budget its guesses
+// spend. The plain-text rule stays the peer's: it is that hop the
+// password crosses.
+func (c *Conn) Originating(ip, port string) bool {
+	if !c.r.cfg.TrustedNetworks.Contains(c.peer) {
+		c.log.Debug("originating address from an untrusted peer ignored", "claimed", ip)
+		return false
+	}
+	a, err := netip.ParseAddr(ip)
+	if err != nil {
+		c.log.Info("originating address from a trusted peer is not an address, ignored", "claimed", ip)
+		return false
+	}
+	p, _ := strconv.ParseUint(port, 10, 16)
+	ap := netip.AddrPortFrom(a.Unmap().WithZone(""), uint16(p))
+	c.remote, c.client = ap.Addr().String(), net.TCPAddrFromAddrPort(ap)
+	c.log = c.log.With("client", ap.Addr().String())
+	return true
 }
 
 func (c *Conn) closeAll() {
@@ -70,7 +103,7 @@ func (c *Conn) LoginAllowed() bool {
 	if c.tls || c.r.cfg.AllowPlainRemote {
 		return true
 	}
-	ip := net.ParseIP(c.remote)
+	ip := net.ParseIP(c.peer)
 	return ip != nil && ip.IsLoopback()
 }
 
@@ -164,7 +197,7 @@ func (c *Conn) SignIn(ctx context.Context, login, secret string) SignIn {
 		// Master-user mode (or a verifier that did not need the
 		// upstream): log in on the user's behalf now.
 		var err error
-		if up, err = c.r.up.open(ctx, c.r.proto, c.raw.RemoteAddr()); err == nil {
+		if up, err = c.r.up.open(ctx, c.r.proto, c.client); err == nil {
 			if master {
 				err = up.login(c.r.up, c.r.up.MasterUser, c.r.up.MasterPassword, d.User)
 			} else {
@@ -200,7 +233,7 @@ type checker struct {
 // and password; the account name the verifier passes is stepgate's.
 func (k *checker) CheckPassword(ctx context.Context, _, password string) error {
 	k.drop()
-	up, err := k.c.r.up.open(ctx, k.c.r.proto, k.c.raw.RemoteAddr())
+	up, err := k.c.r.up.open(ctx, k.c.r.proto, k.c.client)
 	if err == nil {
 		if err = up.login(k.c.r.up, k.login, password, ""); err != nil {
 			up.Close()

@@ -106,6 +106,9 @@ type Config struct {
 	LoginFormat string
 	// TLS, when set, turns on STARTTLS.
 	TLS *tls.Config
+	// TrustedNetworks are the peers that may name the real client
+	// (Conn.Originating): webmail or a proxy in front.
+	TrustedNetworks verifier.Networks
 }
 
 // Relay serves client connections of one protocol.

@@ -12,6 +12,7 @@ import (
 
 	"github.com/emersion/go-imap/v2/imapclient"
 	goldap "github.com/go-ldap/ldap/v3"
+	"github.com/pquerna/otp"
 	"github.com/pquerna/otp/totp"
 
 	"github.com/stepgate/stepgate/internal/config"
@@ -28,35 +29,10 @@ import (
 // log), every other attempt is refused as locked out, and afterwards the
 // right password with a fresh code is refused too.
 func TestAdmissionAcrossFrontEnds(t *testing.T) {
-	t.Setenv(datadir.KeyFileEnv, "")
-	dc := dovecot.Start(t, dovecot.Options{Users: map[string]string{"alice": "classmate"}})
-	dir := datadir.New(filepath.Join(t.TempDir(), "data"))
-	ctx := context.Background()
-	st, err := dir.Open(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	h, _ := password.Hash("classmate")
-	if _, err := st.AddUser(ctx, store.NewUser{Name: "alice", PasswordHash: h}); err != nil {
-		t.Fatal(err)
-	}
-	key, _ := totp.Generate(totp.GenerateOpts{Issuer: "stepgate", AccountName: "alice"})
-	a, err := st.AddAuthenticator(ctx, "alice", "phone", key.Secret())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := st.ConfirmAuthenticator(ctx, a.ID, 0); err != nil {
-		t.Fatal(err)
-	}
-	st.Close()
-
-	auditFile := filepath.Join(t.TempDir(), "audit.log")
-	_, addrs, _ := startWith(t, dir, false, nil, func(c *config.Config) {
-		c.LDAP.Listen, c.IMAP.Listen = "127.0.0.1:0", "127.0.0.1:0"
-		c.IMAP.Upstream = &config.IMAPUpstream{Host: "127.0.0.1", Port: dc.Port(), TLS: "none"}
-		c.Audit.File = auditFile
+	a := startAlice(t, func(c *config.Config) {
 		c.Limits.MaxConnsPerAddress = 1000 // 128 clients on one loopback address
 	})
+	addrs, auditFile, key := a.addrs, a.auditFile, a.key
 	code, _ := totp.GenerateCode(key.Secret(), time.Now())
 	wrong := string('0'+(code[0]-'0'+1)%10) + code[1:]
 
@@ -119,8 +95,8 @@ func TestAdmissionAcrossFrontEnds(t *testing.T) {
 				continue
 			}
 			switch {
-			case ev.Msg == "decision" && ev.Reason == "locked_out":
-				locked++
+			case ev.Msg == "decision" && (ev.Reason == "locked_out" || ev.Reason == "repeated_failure"):
+				locked++ // refused without an evaluation
 			case ev.Msg == "decision":
 				evaluated++
 			}
@@ -148,6 +124,50 @@ func TestAdmissionAcrossFrontEnds(t *testing.T) {
 	if err := c.Bind("uid=alice,ou=people,dc=example,dc=org", "classmate"+next); err == nil {
 		t.Fatal("signed in while locked out")
 	}
+}
+
+// alice is a running server with LDAP and IMAP (in front of a real
+// Dovecot), and alice enrolled with an authenticator: password classmate
+// on both sides.
+type alice struct {
+	addrs     Addrs
+	auditFile string
+	key       *otp.Key
+}
+
+func startAlice(t *testing.T, mod func(*config.Config)) alice {
+	t.Helper()
+	t.Setenv(datadir.KeyFileEnv, "")
+	dc := dovecot.Start(t, dovecot.Options{Users: map[string]string{"alice": "classmate"}})
+	dir := datadir.New(filepath.Join(t.TempDir(), "data"))
+	ctx := context.Background()
+	st, err := dir.Open(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, _ := password.Hash("classmate")
+	if _, err := st.AddUser(ctx, store.NewUser{Name: "alice", PasswordHash: h}); err != nil {
+		t.Fatal(err)
+	}
+	key, _ := totp.Generate(totp.GenerateOpts{Issuer: "stepgate", AccountName: "alice"})
+	au, err := st.AddAuthenticator(ctx, "alice", "phone", key.Secret())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.ConfirmAuthenticator(ctx, au.ID, 0); err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	auditFile := filepath.Join(t.TempDir(), "audit.log")
+	_, addrs, _ := startWith(t, dir, false, nil, func(c *config.Config) {
+		c.LDAP.Listen, c.IMAP.Listen = "127.0.0.1:0", "127.0.0.1:0"
+		c.IMAP.Upstream = &config.IMAPUpstream{Host: "127.0.0.1", Port: dc.Port(), TLS: "none"}
+		c.Audit.File = auditFile
+		if mod != nil {
+			mod(c)
+		}
+	})
+	return alice{addrs: addrs, auditFile: auditFile, key: key}
 }
 
 func errString(err error) string {

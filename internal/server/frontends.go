@@ -62,7 +62,7 @@ func startFrontEnds(core *Core, addrs *Addrs) (frontEnds, error) {
 	if err != nil {
 		return nil, err
 	}
-	perAddr, err := addrLimits(core.Config.Limits)
+	perAddr, err := addrLimits(core.Config)
 	if err != nil {
 		return nil, err
 	}
@@ -229,6 +229,10 @@ func buildIMAP(d frontEndDeps) (frontEnd, error) {
 // IMAPConfig is the imap section as protocols/imap takes it (the
 // upstream apart: see buildIMAP).
 func IMAPConfig(c config.IMAP) imap.Config {
+	// config.Validate has checked the list; unchecked, a bad one trusts
+	// no front rather than the wrong one.
+	trusted, _ := config.Prefixes(c.TrustedNetworks)
 	return imap.Config{Listen: c.Listen, IMAPSListen: c.IMAPSListen, AllowPlainRemote: c.AllowPlainRemote,
-		PreLoginTimeout: c.PreLoginTimeout.D(), MaxConns: c.MaxConns, LoginFormat: c.LoginFormat}
+		PreLoginTimeout: c.PreLoginTimeout.D(), MaxConns: c.MaxConns, LoginFormat: c.LoginFormat,
+		TrustedNetworks: trusted}
 }

@@ -96,11 +96,16 @@ func NewCore(ctx context.Context, cfg *config.Config, dir datadir.Dir, log *slog
 		return nil, nil, err
 	}
 	m := metrics.New(sessions.Live)
+	apps, err := config.Prefixes(cfg.Lockout.Applications)
+	if err != nil {
+		closers.Close()
+		return nil, nil, fmt.Errorf("lockout.applications: %w", err)
+	}
 	vc := verifier.Config{
 		Store: st, Sessions: sessions, Rule: cfg.Rule(),
 		TOTP:   verifier.TOTP{Digits: cfg.TwoStep.Digits, Period: cfg.TwoStep.Period.D(), Skew: cfg.TwoStep.Skew},
 		Policy: verifier.Policy(cfg.TwoStep.Policy), Audit: auditLog, Observer: m,
-		Hashes: hashLimiter(cfg.Limits, log),
+		Hashes: hashLimiter(cfg.Limits, log), Applications: apps,
 	}
 	// Sent codes, recovery codes and alerts; closed before the store so
 	// that queued alerts can still read addresses.

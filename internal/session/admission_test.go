@@ -31,8 +31,10 @@ func TestAdmitHoldsSlots(t *testing.T) {
 		t.Fatalf("%d of 64 admitted at once, want %d", n, DefaultLimits.MaxFailures)
 	}
 	var locked map[string]time.Time
+	n := byte(0)
 	for a := range held {
-		if l := a.Done(Failed); l != nil {
+		n++
+		if l := a.Done(Failed, Key{n}); l != nil { // five distinct guesses
 			locked = l
 		}
 	}
@@ -54,15 +56,15 @@ func TestAdmitNeutralAndSuccess(t *testing.T) {
 		if !ok {
 			t.Fatalf("neutral attempt %d refused", i)
 		}
-		a.Done(Neutral)
-		a.Done(Failed) // ignored: already done
+		a.Done(Neutral, Key{})
+		a.Done(Failed, Key{}) // ignored: already done
 	}
 	if n := s.Failures(k); n != 0 {
 		t.Fatalf("%d failures after neutral ends", n)
 	}
 	for i := 0; i < 4; i++ {
 		a, _ := s.Admit(k)
-		a.Done(Failed)
+		a.Done(Failed, Key{byte(i)})
 	}
 	// One slot left: a success in it forgets the four failures.
 	a, ok := s.Admit(k)
@@ -72,7 +74,7 @@ func TestAdmitNeutralAndSuccess(t *testing.T) {
 	if _, ok := s.Admit(k); ok {
 		t.Fatal("sixth attempt admitted while the fifth is in flight")
 	}
-	a.Done(Succeeded)
+	a.Done(Succeeded, Key{})
 	if n := s.Failures(k); n != 0 {
 		t.Fatalf("%d failures after a success", n)
 	}
@@ -92,5 +94,32 @@ func TestUserKeyBounded(t *testing.T) {
 	}
 	if UserKey("alice ") == UserKey("alice") {
 		t.Fatal("a rejected name shares the account's counter")
+	}
+}
+
+// TestStaleStringCountsOnce: a device that repeats the same wrong string
+// spends one unit of the budget, however often it retries; distinct
+// guesses each spend one.
+func TestStaleStringCountsOnce(t *testing.T) {
+	s, c := newTest(t)
+	k := UserKey("carol")
+	stale := Key{42}
+	for i := 0; i < 50; i++ {
+		a, ok := s.Admit(k)
+		if !ok {
+			t.Fatalf("retry %d of one stale string refused: the device locked its owner out", i)
+		}
+		a.Done(Failed, stale)
+		c.Advance(time.Second)
+	}
+	if n := s.Failures(k); n != 1 {
+		t.Fatalf("%d failures counted for one repeated string, want 1", n)
+	}
+	for i := 1; i <= 4; i++ {
+		a, _ := s.Admit(k)
+		a.Done(Failed, Key{byte(i)})
+	}
+	if _, locked := s.Locked(k); !locked {
+		t.Fatal("the stale string and four distinct guesses did not lock")
 	}
 }

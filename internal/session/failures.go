@@ -39,8 +39,12 @@ func (l Limits) withDefaults() (Limits, error) {
 // counter is the failure record of one key ("user:alice", "addr:192.0.2.7").
 // Records are replaced, never changed in place.
 type counter struct {
-	Key         string
-	Recent      []int64 // unix nanoseconds of the last failures, at most MaxFailures
+	Key    string
+	Recent []int64 // unix nanoseconds of the last failures, at most MaxFailures
+	// Strings holds, beside each of Recent, a keyed hash of the string
+	// that failed (or ""): a device that repeats its stale password
+	// spends one unit of the budget, not all of it.
+	Strings     []string `json:",omitempty"`
 	LockedUntil time.Time
 	Level       int // lockouts in a row, for the doubling
 	// InFlight is how many admitted attempts are still being evaluated.
@@ -102,7 +106,7 @@ func (s *Store) Fail(key string) (until time.Time, lockedNow bool) {
 	txn := s.db.Txn(true)
 	defer txn.Abort()
 	c := s.current(txn, key, now)
-	until, lockedNow = s.count(c, now)
+	until, lockedNow = s.count(c, now, "")
 	if err := txn.Insert(tableFailures, c); err != nil {
 		return time.Time{}, false
 	}
@@ -122,6 +126,26 @@ func (s *Store) Reset(key string) {
 	if _, err := txn.DeleteAll(tableFailures, "id", key); err == nil {
 		txn.Commit()
 	}
+}
+
+// FailedRecently reports whether the string whose session key is str
+// failed for key within the window: a device repeating its stale password
+// is answered from memory, without another evaluation or another unit of
+// the budget.
+func (s *Store) FailedRecently(key string, str Key) bool {
+	raw, err := s.db.Txn(false).First(tableFailures, "id", key)
+	if err != nil || raw == nil {
+		return false
+	}
+	c := raw.(*counter)
+	h := failedString(str)
+	cut := s.now().Add(-s.limits.Window).UnixNano()
+	for i, t := range c.Recent {
+		if t > cut && c.stringAt(i) == h {
+			return true
+		}
+	}
+	return false
 }
 
 // Failures returns how many recent failures key has.
@@ -199,19 +223,37 @@ func (s *Store) current(txn *memdb.Txn, key string, now time.Time) *counter {
 	}
 	cut := now.Add(-s.limits.Window).UnixNano()
 	kept := make([]int64, 0, len(c.Recent)+1)
-	for _, t := range c.Recent {
+	strs := make([]string, 0, len(c.Recent)+1)
+	for i, t := range c.Recent {
 		if t > cut {
 			kept = append(kept, t)
+			strs = append(strs, c.stringAt(i))
 		}
 	}
-	c.Recent = kept
+	c.Recent, c.Strings = kept, strs
 	return c
 }
 
+// failedString is how a failed string is kept beside its failure: half
+// of its session key (itself a keyed hash), enough to tell strings apart.
+func failedString(str Key) string { return hex.EncodeToString(str[:16]) }
+
+// stringAt is the hash beside Recent[i]; counters from before hashes
+// were kept have none.
+func (c *counter) stringAt(i int) string {
+	if i < len(c.Strings) {
+		return c.Strings[i]
+	}
+	return ""
+}
+
 // Done gives the attempt's slots back. A failure is counted against every
-// key; locked lists the keys this failure locked out, with the time the
-// lockout ends. Done is safe to call more than once; only the first counts.
-func (a *Admission) Done(o Outcome) (locked map[string]time.Time) {
+// key, unless the same string (str, the attempt's session key) already
+// failed for that key within the window: only distinct guesses use the
+// budget. locked lists the keys this failure locked out, with the time
+// the lockout ends. Done is safe to call more than once; only the first
+// counts.
+func (a *Admission) Done(o Outcome, str Key) (locked map[string]time.Time) {
 	if a == nil || a.done {
 		return nil
 	}
@@ -227,9 +269,9 @@ func (a *Admission) Done(o Outcome) (locked map[string]time.Time) {
 		}
 		switch o {
 		case Succeeded:
-			c.Recent, c.LockedUntil, c.Level = nil, time.Time{}, 0
+			c.Recent, c.Strings, c.LockedUntil, c.Level = nil, nil, time.Time{}, 0
 		case Failed:
-			if until, now := s.count(c, now); now {
+			if until, now := s.count(c, now, failedString(str)); now {
 				if locked == nil {
 					locked = map[string]time.Time{}
 				}
@@ -250,24 +292,33 @@ func (a *Admission) Done(o Outcome) (locked map[string]time.Time) {
 	return locked
 }
 
-// count adds one failure at now to c, which current has trimmed to the
-// window, and reports whether it started a lockout.
-func (s *Store) count(c *counter, now time.Time) (until time.Time, lockedNow bool) {
+// count adds one failure at now, of the string hashed as str ("" for none),
+// to c, which current has trimmed to the window, and reports whether it
+// started a lockout.
+func (s *Store) count(c *counter, now time.Time, str string) (until time.Time, lockedNow bool) {
 	if now.Before(c.LockedUntil) {
 		// Already locked: failures while locked neither extend nor count.
 		return c.LockedUntil, false
 	}
+	if str != "" {
+		for i := range c.Recent {
+			if c.stringAt(i) == str {
+				return c.LockedUntil, false // the same stale string again
+			}
+		}
+	}
 	if !c.LockedUntil.IsZero() && now.Sub(c.LockedUntil) > s.limits.MaxLockout {
 		c.Level = 0
 	}
+	c.Strings = append(c.Strings[:len(c.Recent):len(c.Recent)], str)
 	c.Recent = append(c.Recent, now.UnixNano())
-	if len(c.Recent) > s.limits.MaxFailures {
-		c.Recent = c.Recent[len(c.Recent)-s.limits.MaxFailures:]
+	if n := len(c.Recent) - s.limits.MaxFailures; n > 0 {
+		c.Recent, c.Strings = c.Recent[n:], c.Strings[n:]
 	}
 	if len(c.Recent) >= s.limits.MaxFailures {
 		c.Level++
 		c.LockedUntil = now.Add(s.limits.duration(c.Level))
-		c.Recent = nil
+		c.Recent, c.Strings = nil, nil
 		return c.LockedUntil, true
 	}
 	return c.LockedUntil, false

@@ -48,6 +48,7 @@ const (
 
 	ReasonEmpty       Reason = "empty_password"
 	ReasonLocked      Reason = "locked_out"
+	ReasonRepeated    Reason = "repeated_failure" // the same string failed within the lockout window
 	ReasonUnknownUser Reason = "unknown_user"
 	ReasonBadName     Reason = "invalid_name" // the name profile (RFC 8265) rejects the name
 	// ReasonIdentity: the upstream authenticated another account than

@@ -84,6 +84,11 @@ type Config struct {
 	Now func() time.Time
 	// Hashes bounds local password hashes; nil shares a default one.
 	Hashes *password.Limiter
+	// Applications are the remotes that sign in many users from one
+	// address (Apache, webmail): their attempts count per user only,
+	// since their address's budget would be spent by some users' typos
+	// and then refuse everyone else.
+	Applications Networks
 }
 
 // Verifier decides sign-ins. It is safe for concurrent use.
@@ -104,6 +109,7 @@ type Verifier struct {
 	decoy    *account
 	pacer    pacer
 	hashes   *password.Limiter
+	apps     Networks
 }
 
 // New returns a Verifier.
@@ -148,6 +154,7 @@ func New(cfg Config) (*Verifier, error) {
 		st: cfg.Store, sessions: cfg.Sessions, rule: cfg.Rule, totp: cfg.TOTP, policy: cfg.Policy,
 		codes: cfg.Codes, sender: cfg.Sender, audit: cfg.Audit, observer: cfg.Observer, lockouts: cfg.Lockouts, now: cfg.Now,
 		accounts: newAccounts(cfg.Store), decoy: decoy, hashes: cfg.Hashes,
+		apps: cfg.Applications,
 	}
 	v.pacer.localSeed.Store(int64(hashTime))
 	return v, nil
@@ -248,16 +255,22 @@ func (v *Verifier) decide(ctx context.Context, a *Attempt, valid bool) Decision 
 	// address's budget before any password or code is checked, and holds
 	// it while it is evaluated; a locked key, or a budget filled by
 	// failures and attempts in flight, fails fast and sends nothing
-	// upstream.
+	// upstream. An application's address has no budget of its own.
 	userKey, addrKey := session.UserKey(a.User), ""
-	if a.Remote != "" {
+	if a.Remote != "" && !v.apps.Contains(a.Remote) {
 		addrKey = session.AddrKey(a.Remote)
+	}
+	if v.sessions.FailedRecently(userKey, key) {
+		// The same string failed a moment ago: a device retrying its
+		// stale password. The answer is known; it costs no evaluation and
+		// no second unit of the budget.
+		return deny(ReasonRepeated)
 	}
 	adm, ok := v.sessions.Admit(userKey, addrKey)
 	if !ok {
-		return deny(ReasonLocked)
+		return v.locked(userKey, addrKey)
 	}
-	defer adm.Done(session.Neutral) // a panic must not keep the slot
+	defer adm.Done(session.Neutral, key) // a panic must not keep the slot
 
 	d := v.check(ctx, a, acct, key, valid)
 	outcome := session.Failed
@@ -274,7 +287,7 @@ func (v *Verifier) decide(ctx context.Context, a *Attempt, valid bool) Decision 
 		// sender's own throttles bound the sends.
 		outcome = session.Neutral
 	}
-	for k, until := range adm.Done(outcome) {
+	for k, until := range adm.Done(outcome, key) {
 		scope := "addr"
 		if k == userKey {
 			scope = "user"
@@ -286,6 +299,27 @@ func (v *Verifier) decide(ctx context.Context, a *Attempt, valid bool) Decision 
 		if scope == "user" && v.lockouts != nil && acct != nil {
 			v.lockouts.UserLockedOut(ctx, acct.user.Name, until)
 		}
+	}
+	return d
+}
+
+// locked is the answer to an attempt that admission turned away: the one
+// failure that may say what it is, with the time it ends. Counters exist
+// for names that are no account too, so it reveals nothing about which
+// accounts exist.
+func (v *Verifier) locked(keys ...string) Decision {
+	var until time.Time
+	for _, k := range keys {
+		if t, ok := v.sessions.Locked(k); ok && t.After(until) {
+			until = t
+		}
+	}
+	d := deny(ReasonLocked)
+	if until.IsZero() {
+		// Not locked yet: the budget is taken by attempts in flight.
+		d.Message = "Too many sign-in attempts at once; try again in a few minutes."
+	} else {
+		d.Message = "Too many failed sign-ins; try again after " + until.UTC().Format("15:04") + " UTC."
 	}
 	return d
 }

@@ -502,7 +502,12 @@ func BenchmarkWrongCode(b *testing.B) {
 // time at once: the durable replay guard's group commit shares one sync
 // among concurrent sign-ins.
 func BenchmarkFirstSignInParallel(b *testing.B) {
-	e := verifiertest.New(b, verifiertest.Options{Configure: discardAudit})
+	// All from one address, 32 at once: admission would let 5 in flight
+	// (an address's budget counts attempts in flight); an application in
+	// front is configured with a budget to match.
+	e := verifiertest.New(b, verifiertest.Options{Configure: discardAudit, SessionConfig: func(c *session.Config) {
+		c.Limits = session.Limits{MaxFailures: 1 << 30, Window: time.Minute, Lockout: time.Second, MaxLockout: time.Second}
+	}})
 	// One account per operation, so that every operation is a first
 	// sign-in (a fresh code to check and consume durably, a session to
 	// open) and none is a session hit.

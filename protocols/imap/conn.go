@@ -109,6 +109,9 @@ func (d *dialogue) handle(ctx context.Context, cmd *command) relay.Outcome {
 		c.WriteLine("%s OK LOGOUT completed", cmd.tag)
 		return relay.Close
 	case "ID":
+		if ip, port, ok := originating(cmd); ok {
+			c.Originating(ip, port)
+		}
 		c.WriteLine(`* ID ("name" "stepgate")`)
 		c.WriteLine("%s OK ID completed", cmd.tag)
 		return relay.Continue
@@ -233,6 +236,30 @@ func (d *dialogue) signIn(ctx context.Context, tag, user, pass string) relay.Out
 		return relay.Close
 	}
 	return relay.Splice
+}
+
+// originating reads the client's address and port from ID's field list
+// (RFC 2971; "x-originating-ip" and "x-originating-port" as Dovecot and
+// webmails send them). Whether they are believed is the relay's call.
+func originating(cmd *command) (ip, port string, ok bool) {
+	if len(cmd.args) != 1 || !cmd.args[0].isList {
+		return "", "", false
+	}
+	l := cmd.args[0].list
+	for i := 0; i+1 < len(l); i += 2 {
+		k, kok := l[i].text()
+		v, vok := l[i+1].text()
+		if !kok || !vok {
+			continue
+		}
+		switch strings.ToLower(k) {
+		case "x-originating-ip":
+			ip, ok = v, true
+		case "x-originating-port":
+			port = v
+		}
+	}
+	return ip, port, ok
 }
 
 func oneLine(s string) string {

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"log/slog"
 	"net"
+	"net/netip"
 	"time"
 
 	"github.com/stepgate/stepgate/internal/listener"
@@ -29,6 +30,9 @@ type Config struct {
 	// LoginFormat maps a login name to an account as the mail server
 	// does (Dovecot's auth_username_format): %Ln, %n, %Lu or %u.
 	LoginFormat string
+	// TrustedNetworks are fronts (webmail, a proxy) whose ID
+	// "x-originating-ip" names the real client.
+	TrustedNetworks []netip.Prefix
 }
 
 // Options configure a Server.
@@ -70,7 +74,8 @@ func New(o Options) (*Server, error) {
 	}
 	s := &Server{cfg: o.Config, tls: o.TLS, up: up, log: o.Log.With("service", "imap"), perAddr: o.PerAddress}
 	s.relay = relay.New(relay.Config{Protocol: "imap", PreLoginTimeout: o.Config.PreLoginTimeout,
-		AllowPlainRemote: o.Config.AllowPlainRemote, LoginFormat: o.Config.LoginFormat, TLS: o.TLS}, protocol{}, o.Verifier, up, s.log)
+		AllowPlainRemote: o.Config.AllowPlainRemote, LoginFormat: o.Config.LoginFormat, TLS: o.TLS,
+		TrustedNetworks: o.Config.TrustedNetworks}, protocol{}, o.Verifier, up, s.log)
 	return s, nil
 }
 

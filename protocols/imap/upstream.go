@@ -57,7 +57,11 @@ func (protocol) Open(ctx context.Context, u *relay.UpConn, starttls bool, client
 	}
 	if c.has("ID") {
 		host, port, _ := net.SplitHostPort(client.String())
-		id := fmt.Sprintf(`ID ("x-originating-ip" %s "x-originating-port" %s "name" "stepgate")`, quote(host), quote(port))
+		fields := `"x-originating-ip" ` + quote(host)
+		if port != "0" { // a trusted front that named no port
+			fields += ` "x-originating-port" ` + quote(port)
+		}
+		id := fmt.Sprintf(`ID (%s "name" "stepgate")`, fields)
 		if _, _, err := c.command(id); err != nil {
 			return nil, err
 		}
