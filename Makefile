@@ -5,6 +5,11 @@ DATA    ?= ./stepgate-data
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X github.com/stepgate/stepgate/internal/cli.Version=$(VERSION)
 FUZZTIME ?= 30s
+PKGS    ?= ./...
+
+# A pipeline fails when any part of it does: `make test` pipes go test.
+SHELL       := bash
+.SHELLFLAGS := -o pipefail -c
 
 .PHONY: all build run test bench bench-go bench-smoke lint fuzz clean
 
@@ -19,8 +24,13 @@ build:
 run: build
 	$(BIN) --data-dir $(DATA) serve --demo --imap-upstream demo
 
+# go test's usual output (ok lines, failures), then every skipped test
+# with its reason: integration tests skip when slapd, Dovecot or a mail
+# client is missing, and go test alone would only print ok.
+# PKGS narrows it (make test PKGS=./protocols/ldap/).
 test:
-	$(GO) test -race -count=1 ./...
+	$(GO) build -o bin/testsummary ./internal/testenv/cmd/testsummary
+	$(GO) test -race -count=1 -json $(PKGS) | bin/testsummary
 
 # stepgate side by side with slapd, slapd+otp and Dovecot (README,
 # Performance): prints the table and writes it, its JSON and the plots to

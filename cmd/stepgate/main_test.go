@@ -433,20 +433,29 @@ func TestDemoPrintsWorkingCommands(t *testing.T) {
 	}
 	ldapLine := regexp.MustCompile(`ldapwhoami -x -H ldap://(\S+) -D (\S+) -w '([^']*)CODE'`).FindStringSubmatch(banner)
 	curlLine := regexp.MustCompile(`curl -u '([^:]+):([^']*)CODE' '(imap://[^']+)'`).FindStringSubmatch(banner)
+	checkLine := regexp.MustCompile(`(?m)^  (printf .*)CODE(' \| .* check demo)$`).FindStringSubmatch(banner)
 	key := regexp.MustCompile(`type the key ([A-Z2-7 ]+)\)`).FindStringSubmatch(banner)
-	if ldapLine == nil || curlLine == nil || key == nil {
-		t.Fatalf("no ldapwhoami line, curl line or key in the banner:\n%s", banner)
+	if ldapLine == nil || curlLine == nil || checkLine == nil || key == nil {
+		t.Fatalf("no ldapwhoami line, curl line, check line or key in the banner:\n%s", banner)
 	}
 	if ldapLine[1] != ldapAddr || !strings.Contains(curlLine[3], imapAddr) {
 		t.Fatalf("banner names %s and %s; serve listens on %s and %s", ldapLine[1], curlLine[3], ldapAddr, imapAddr)
 	}
 	secret := strings.ReplaceAll(key[1], " ", "")
-	stored := ldapLine[3] + code(t, secret, time.Now())
-	if rc, out := ldapwhoami(t, ldapAddr, ldapLine[2], stored); rc != 0 {
-		t.Fatalf("the banner's ldapwhoami: exit %d: %s", rc, out)
+	now := code(t, secret, time.Now())
+	stored := ldapLine[3] + now
+	// The check line, run by a shell as printed: it names this binary
+	// and the data folder, and asks the server, so the session it opens
+	// lets the same string in over LDAP and IMAP below.
+	sh := exec.Command("/bin/sh", "-c", checkLine[1]+now+checkLine[2])
+	if out, err := sh.CombinedOutput(); err != nil || !strings.HasPrefix(string(out), "allow\n") {
+		t.Fatalf("the banner's check line %q: %v\n%s", checkLine[0], err, out)
 	}
-	// The same string again, now over IMAP: the LDAP bind opened a
-	// session for it, so the used code does not matter.
+	if rc, out := ldapwhoami(t, ldapAddr, ldapLine[2], stored); rc != 0 {
+		t.Fatalf("the banner's ldapwhoami after its check line: exit %d: %s", rc, out)
+	}
+	// The same string again, now over IMAP: the check opened a session
+	// for it, so the used code does not matter.
 	curl := exec.Command(testenv.NeedProgram(t, "curl"), "-sS", "--max-time", "20", "-u", curlLine[1]+":"+stored, curlLine[3])
 	out, err := curl.CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "* 1 FETCH") && !strings.Contains(string(out), "Welcome") && !strings.Contains(string(out), "SEARCH 1") {

@@ -60,7 +60,40 @@ func (c *Control) Handler() http.Handler {
 	mux.HandleFunc("GET /v1/sessions", c.list)
 	mux.HandleFunc("POST /v1/sessions/revoke", c.revoke)
 	mux.HandleFunc("POST /v1/refresh", c.refresh)
+	mux.HandleFunc("POST /v1/check", c.check)
 	return mux
+}
+
+// CheckRequest is `stepgate check`'s attempt, decided by the running
+// server so that it shares the server's sessions and replay guard.
+type CheckRequest struct {
+	User   string `json:"user"`
+	Secret string `json:"secret"`
+}
+
+// CheckResult is the decision. The internal reason goes back too: only
+// the socket's owner, who may read the audit log anyway, can ask.
+type CheckResult struct {
+	Result  verifier.Result `json:"result"`
+	Reason  verifier.Reason `json:"reason"`
+	Message string          `json:"message,omitempty"`
+}
+
+// maxCheckBody bounds a check request: a name and a secret of at most
+// 1 KiB each, JSON-escaped (up to 6 bytes a byte), with room to spare.
+const maxCheckBody = 16 << 10
+
+// check runs the decision a front end runs, as protocol "cli" with no
+// remote address. Neither the request nor the decoder's error is logged:
+// the body holds the secret.
+func (c *Control) check(w http.ResponseWriter, r *http.Request) {
+	var req CheckRequest
+	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxCheckBody)).Decode(&req); err != nil || req.User == "" {
+		writeError(w, http.StatusBadRequest, "give user and secret")
+		return
+	}
+	d := c.Verifier.Verify(r.Context(), verifier.Attempt{Protocol: "cli", User: req.User, Secret: req.Secret})
+	writeJSON(w, http.StatusOK, CheckResult{Result: d.Result, Reason: d.Reason, Message: d.Message})
 }
 
 func (c *Control) list(w http.ResponseWriter, r *http.Request) {
@@ -261,6 +294,16 @@ func (c *Client) Revoke(ctx context.Context, req RevokeRequest) (int, error) {
 	var out RevokeResult
 	err := c.do(ctx, http.MethodPost, "/v1/sessions/revoke", req, &out)
 	return out.Revoked, err
+}
+
+// Check asks the running server to decide a sign-in. The decision carries
+// Result, Reason and Message only.
+func (c *Client) Check(ctx context.Context, user, secret string) (verifier.Decision, error) {
+	var out CheckResult
+	if err := c.do(ctx, http.MethodPost, "/v1/check", CheckRequest{User: user, Secret: secret}, &out); err != nil {
+		return verifier.Decision{}, err
+	}
+	return verifier.Decision{Result: out.Result, Reason: out.Reason, Message: out.Message}, nil
 }
 
 // Refresh asks the server to notice account changes now rather than at its

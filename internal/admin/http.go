@@ -1,6 +1,6 @@
 // Package admin is the administrator's side of a running server: the HTTP
 // endpoint for health and metrics, and the control socket in the data
-// folder that the CLI's session commands talk to.
+// folder that the CLI's session commands and check talk to.
 package admin
 
 import (

@@ -1,12 +1,16 @@
 package cli
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 
 	"github.com/spf13/cobra"
 
+	"github.com/stepgate/stepgate/internal/admin"
+	"github.com/stepgate/stepgate/internal/config"
 	"github.com/stepgate/stepgate/internal/server"
 	"github.com/stepgate/stepgate/internal/verifier"
 )
@@ -38,7 +42,11 @@ func (a *app) checkCommand() *cobra.Command {
 (and appended code) read from standard input, prints allow or deny, and
 exits 0 or 1. Like the front ends it gives one generic reason for every
 failure; --verbose prints the internal reason an administrator sees in the
-audit log. A code accepted here is used up, as it would be on the wire.`,
+audit log. A code accepted here is used up, as it would be on the wire.
+
+With a server running on the data folder, check asks it (over
+control.sock), so a sign-in here opens a session there and the same
+string then works over LDAP and IMAP; without one it decides on its own.`,
 		Args: exactArgs("NAME"),
 		RunE: func(c *cobra.Command, args []string) error {
 			cfg, err := a.config()
@@ -52,18 +60,10 @@ audit log. A code accepted here is used up, as it would be on the wire.`,
 			if err != nil {
 				return err
 			}
-			if cfg.Audit.File == "-" {
-				// Standard error is the person's; the audit trail of a
-				// one-off check is the decision printed below.
-				cfg.Audit.File = os.DevNull
-			}
-			log := slog.New(slog.NewTextHandler(a.stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-			core, closer, err := server.NewCore(c.Context(), cfg, a.dir(), log)
+			d, local, err := a.decide(c.Context(), cfg, args[0], secret)
 			if err != nil {
 				return err
 			}
-			defer closer.Close()
-			d := core.Verifier.Verify(c.Context(), verifier.Attempt{Protocol: "cli", User: args[0], Secret: secret})
 			fmt.Fprintln(a.stdout, d.Result)
 			if verbose {
 				fmt.Fprintf(a.stderr, "%s: %s\n", d.Result, d.Reason)
@@ -73,9 +73,37 @@ audit log. A code accepted here is used up, as it would be on the wire.`,
 			if !d.Allowed() {
 				return exitError{ExitFailure}
 			}
+			if local {
+				// Only a success leaves something behind that the person
+				// could expect a server to see: a used code and a session.
+				fmt.Fprintf(a.stderr, "note: no server runs on %s; decided here, and the session ended with this process\n", a.dir().Path)
+			}
 			return nil
 		},
 	}
 	c.Flags().BoolVar(&verbose, "verbose", false, "print the internal reason (as in the audit log)")
 	return c
+}
+
+// decide asks the server running on the data folder, so that the check
+// shares its sessions and its replay guard: deciding in this process would
+// use up the code and open a session that the server never sees. With no
+// server it decides here (local is true).
+func (a *app) decide(ctx context.Context, cfg *config.Config, user, secret string) (d verifier.Decision, local bool, err error) {
+	d, err = admin.NewClient(a.dir().Socket()).Check(ctx, user, secret)
+	if !errors.Is(err, admin.ErrNotRunning) {
+		return d, false, err
+	}
+	if cfg.Audit.File == "-" {
+		// Standard error is the person's; the audit trail of a
+		// one-off check is the decision printed below.
+		cfg.Audit.File = os.DevNull
+	}
+	log := slog.New(slog.NewTextHandler(a.stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	core, closer, err := server.NewCore(ctx, cfg, a.dir(), log)
+	if err != nil {
+		return verifier.Decision{}, true, err
+	}
+	defer closer.Close()
+	return core.Verifier.Verify(ctx, verifier.Attempt{Protocol: "cli", User: user, Secret: secret}), true, nil
 }

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"math/big"
+	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/stepgate/stepgate/internal/enroll"
@@ -22,7 +24,7 @@ const DemoUser = "demo"
 // demo makes sure the demo account exists with two-step active, gives it a
 // fresh password (printed once, so a new run never needs an old one), and
 // prints its QR code and the exact commands to try.
-func demo(ctx context.Context, core *Core, out io.Writer, addrs Addrs, mail *demomail.Server) error {
+func demo(ctx context.Context, core *Core, out io.Writer, addrs Addrs, mail *demomail.Server, dataDir string) error {
 	pw, err := demoPassword()
 	if err != nil {
 		return err
@@ -94,10 +96,44 @@ func demo(ctx context.Context, core *Core, out io.Writer, addrs Addrs, mail *dem
 		fmt.Fprintf(out, "  curl -u '%s:%s%sCODE' 'imap://%s/INBOX?ALL'     (demo mailbox, in memory)\n",
 			DemoUser, pw, sep, addrs.IMAP)
 	}
-	fmt.Fprintf(out, "  printf '%%s' '%s%sCODE' | stepgate check %s\n\n", pw, sep, DemoUser)
+	fmt.Fprintf(out, "  printf '%%s' '%s%sCODE' | %s check %s\n\n", pw, sep, checkCommand(dataDir), DemoUser)
 	fmt.Fprintf(out, "The same string keeps working for %s after the code rolls over (a session).\n\n",
 		strings.TrimSuffix(cfg.Sessions.Idle.D().String(), "0s"))
 	return nil
+}
+
+// checkCommand is how to run this very binary on this data folder from the
+// shell that started it: `stepgate` is seldom on PATH (make run builds
+// bin/stepgate), and check must reach this server's control socket.
+func checkCommand(dataDir string) string {
+	exe, err := os.Executable()
+	if err != nil {
+		exe = "stepgate"
+	} else if wd, err := os.Getwd(); err == nil {
+		// Above the working folder, ../../x is harder to read than /x.
+		if rel, err := filepath.Rel(wd, exe); err == nil && rel != ".." && !strings.HasPrefix(rel, "../") {
+			exe = rel
+			if !strings.Contains(rel, "/") {
+				exe = "./" + rel // a bare name would be looked up on PATH
+			}
+		}
+	}
+	cmd := shellQuote(exe)
+	if filepath.Clean(dataDir) != defaultDataDir || os.Getenv("STEPGATE_DATA_DIR") != "" {
+		cmd += " --data-dir " + shellQuote(dataDir)
+	}
+	return cmd
+}
+
+// defaultDataDir is the command line's default data folder.
+const defaultDataDir = "stepgate-data"
+
+// shellQuote quotes s for a POSIX shell unless it needs nothing.
+func shellQuote(s string) string {
+	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789/._-+=:,@") == "" {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
 // demoPassword is 12 letters: no digits, so where the code starts is plain.

@@ -86,7 +86,7 @@ func TestDemoAndRestart(t *testing.T) {
 	core, _, stop := start(t, dir, true, &out)
 	banner := out.String()
 	pw := field(t, banner, "password:")
-	if !strings.Contains(banner, "stepgate check demo") {
+	if !strings.Contains(banner, " --data-dir "+dir.Path+" check demo") {
 		t.Fatalf("banner lacks the commands to try:\n%s", banner)
 	}
 	u, err := core.Store.User(context.Background(), DemoUser)

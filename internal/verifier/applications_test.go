@@ -34,11 +34,11 @@ func TestApplicationAddressHasNoBudget(t *testing.T) {
 				return a
 			}
 			for _, a := range []verifier.Attempt{
-				from("carol", "carolpw"+wrongCode(carol.Code(t))),
-				from("carol", "carolpw"+wrongCode(carol.Code(t))),
-				from("dave", "davepw"+wrongCode(dave.Code(t))),
-				from("dave", "davepw"+wrongCode(dave.Code(t))),
-				from("erin", "erinpw"+wrongCode(erin.Code(t))),
+				from("carol", "carolpw"+wrongCodeN(carol.Code(t), 1)),
+				from("carol", "carolpw"+wrongCodeN(carol.Code(t), 2)),
+				from("dave", "davepw"+wrongCodeN(dave.Code(t), 1)),
+				from("dave", "davepw"+wrongCodeN(dave.Code(t), 2)),
+				from("erin", "erinpw"+wrongCodeN(erin.Code(t), 1)),
 			} {
 				want(t, verify(e, a), verifier.Deny, verifier.ReasonBadCode)
 			}
@@ -57,7 +57,7 @@ func TestApplicationAddressHasNoBudget(t *testing.T) {
 		})
 		carol := e.AddEnrolled(t, "carol", "carolpw")
 		for i := 0; i < 5; i++ {
-			a := attempt("carol", "carolpw"+wrongCode(carol.Code(t)))
+			a := attempt("carol", "carolpw"+wrongCodeN(carol.Code(t), i+1))
 			a.Remote = apache
 			want(t, verify(e, a), verifier.Deny, verifier.ReasonBadCode)
 		}

@@ -138,8 +138,12 @@ func TestAdmissionBoundsConcurrentGuesses(t *testing.T) {
 	want(t, verify(e, attempt("alice", "classmate"+alice.NextCode(t))), verifier.Deny, verifier.ReasonLocked)
 }
 
-func wrongCode(code string) string {
+func wrongCode(code string) string { return wrongCodeN(code, 1) }
+
+// wrongCodeN is the n-th of nine wrong codes next to code: distinct
+// guesses, since a repeated string counts once.
+func wrongCodeN(code string, n int) string {
 	b := []byte(code)
-	b[0] = '0' + (b[0]-'0'+1)%10
+	b[0] = '0' + (b[0]-'0'+byte(n))%10
 	return string(b)
 }

@@ -137,9 +137,13 @@ func Curl(t testing.TB, user, secret, url string, extra ...string) (int, string)
 }
 
 // WrongCode is code with its first digit changed.
-func WrongCode(code string) string {
+func WrongCode(code string) string { return WrongCodeN(code, 1) }
+
+// WrongCodeN is the n-th of nine wrong codes next to code: distinct
+// guesses, since a string that failed already counts once.
+func WrongCodeN(code string, n int) string {
 	b := []byte(code)
-	b[0] = '0' + (b[0]-'0'+1)%10
+	b[0] = '0' + (b[0]-'0'+byte(n))%10
 	return string(b)
 }
 
