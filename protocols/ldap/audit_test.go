@@ -70,7 +70,9 @@ func TestLockedOutFloodStaysSmall(t *testing.T) {
 		if i%20 == 0 {
 			name = long
 		}
-		err := c.Bind(name, "wrongpassword123456")
+		// Distinct guesses: a string that failed already is answered
+		// from memory (repeated_failure) and uses no budget.
+		err := c.Bind(name, fmt.Sprintf("wrongpassword%d123456", i))
 		if !goldap.IsErrorWithCode(err, goldap.LDAPResultInvalidCredentials) {
 			t.Fatalf("bind %d: %v, want invalidCredentials", i, err)
 		}
@@ -78,9 +80,9 @@ func TestLockedOutFloodStaysSmall(t *testing.T) {
 	// A real client's binds count the same, from connections of their own.
 	extra := 0
 	t.Run("ldapwhoami", func(t *testing.T) {
-		for range 3 {
+		for i := range 3 {
 			// 60 KB: under the 64 KiB a message may have before a bind.
-			rc, out := run(t, nil, "ldapwhoami", "-x", "-H", r.url(), "-D", strings.Repeat("w", 60000), "-w", "wrongpassword123456")
+			rc, out := run(t, nil, "ldapwhoami", "-x", "-H", r.url(), "-D", strings.Repeat("w", 60000), "-w", fmt.Sprintf("wrongpassword-w%d-123456", i))
 			if rc != 49 {
 				t.Fatalf("ldapwhoami while locked out: exit %d, want 49 (invalidCredentials): %.300s", rc, out)
 			}
