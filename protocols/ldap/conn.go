@@ -182,6 +182,9 @@ func (c *conn) flushLocked() error {
 
 // handle serves one request; false ends the connection.
 func (c *conn) handle(ctx context.Context, m *message) bool {
+	if oid := c.unsupportedCritical(m); oid != "" {
+		return c.refuseCritical(m, oid)
+	}
 	switch m.op {
 	case goldap.ApplicationUnbindRequest:
 		return false
@@ -190,11 +193,16 @@ func (c *conn) handle(ctx context.Context, m *message) bool {
 		// abandoned has already been answered.
 		return true
 	case goldap.ApplicationBindRequest:
-		return c.write(encodeResult(m.id, goldap.ApplicationBindResponse, c.bind(ctx, m.req.(*bindRequest)))) == nil
+		r := c.bind(ctx, m.req.(*bindRequest))
+		var ctls []goldap.Control
+		if m.has(oidPasswordPolicy) {
+			ctls = append(ctls, passwordPolicyResponse(r.locked))
+		}
+		return c.write(encodeResult(m.id, goldap.ApplicationBindResponse, r, ctls...)) == nil
 	case goldap.ApplicationSearchRequest:
 		q := m.req.(*searchRequest)
-		if c.s.proxy != nil && !(q.base == "" && q.scope == 0) {
-			return c.proxySearch(ctx, m.id, q, m.controls) == nil
+		if c.relayed(m) {
+			return c.proxySearch(ctx, m.id, q, relayControls(m)) == nil
 		}
 		return c.search(ctx, m.id, q) == nil
 	case goldap.ApplicationCompareRequest:
@@ -303,7 +311,7 @@ func (c *conn) bind(ctx context.Context, b *bindRequest) result {
 	case d.Busy():
 		return result{code: resultBusy, diagnostic: "too many sign-ins at once, try again shortly"}
 	default:
-		return result{code: resultInvalidCredentials, diagnostic: d.Message}
+		return result{code: resultInvalidCredentials, diagnostic: d.Message, locked: d.Reason == verifier.ReasonLocked}
 	}
 	t, err := c.s.dir.snapshot(ctx)
 	if err != nil {
@@ -472,9 +480,19 @@ func (s *Server) rootDSE(onTLS bool) *entry {
 		{"namingContexts", []string{s.dir.baseDN}},
 		{"supportedLDAPVersion", []string{"3"}},
 		{"supportedExtension", ext},
+		{"supportedControl", s.supportedControls()},
 		{"supportedSASLMechanisms", nil},
 		{"vendorName", []string{"stepgate"}},
 	}}
+}
+
+// supportedControls are the controls stepgate itself acts on; in proxy
+// mode a search's controls are the upstream directory's business.
+func (s *Server) supportedControls() []string {
+	if s.proxy != nil {
+		return []string{oidPasswordPolicy}
+	}
+	return []string{oidPasswordPolicy, oidManageDsaIT}
 }
 
 // selectRootDSE: the root DSE's attributes are operational, but clients

@@ -196,7 +196,7 @@ func (c *conn) proxyBind(ctx context.Context, b *bindRequest, prev **goldap.Conn
 			// act upstream as an identity not proven here.
 			return result{code: resultInvalidCredentials}
 		}
-		return result{code: resultInvalidCredentials, diagnostic: d.Message}
+		return result{code: resultInvalidCredentials, diagnostic: d.Message, locked: d.Reason == verifier.ReasonLocked}
 	}
 	c.up, c.boundDN, c.boundUser = chk.up, dn, d.User
 	if d.Session != nil {

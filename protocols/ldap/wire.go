@@ -34,12 +34,31 @@ var errTooLarge = errors.New("LDAP message over the size limit")
 
 // message is one decoded request.
 type message struct {
-	id  int64
-	op  ber.Tag // application tag of the protocol op
-	req any     // *bindRequest, *searchRequest, ...
-	// controls are the request's controls, decoded by go-ldap; only proxy
-	// mode passes them on.
-	controls []goldap.Control
+	id       int64
+	op       ber.Tag // application tag of the protocol op
+	req      any     // *bindRequest, *searchRequest, ...
+	controls []control
+}
+
+// control is a request control as the client sent it (RFC 4511 4.1.11).
+// Its value stays bytes: clients send controls stepgate does not know
+// (or knows, with no value: nslcd's password-policy request), and what
+// stepgate does not act on it relays or ignores, so a value it could not
+// parse must not end the connection.
+type control struct {
+	oid      string
+	critical bool
+	value    []byte // nil when absent
+}
+
+// has reports whether the request carries the control oid.
+func (m *message) has(oid string) bool {
+	for _, c := range m.controls {
+		if c.oid == oid {
+			return true
+		}
+	}
+	return false
 }
 
 type bindRequest struct {
@@ -177,9 +196,9 @@ func decode(p *ber.Packet) (*message, error) {
 			return nil, fmt.Errorf("%w: bad controls", errMalformed)
 		}
 		for _, cp := range c.Children {
-			ctl, err := goldap.DecodeControl(cp)
+			ctl, err := decodeControl(cp)
 			if err != nil {
-				return nil, fmt.Errorf("%w: control: %v", errMalformed, err)
+				return nil, err
 			}
 			m.controls = append(m.controls, ctl)
 		}
@@ -211,6 +230,43 @@ func decode(p *ber.Packet) (*message, error) {
 		return nil, err
 	}
 	return m, nil
+}
+
+// decodeControl reads Control ::= SEQUENCE { controlType LDAPOID,
+// criticality BOOLEAN DEFAULT FALSE, controlValue OCTET STRING OPTIONAL }.
+// Only that shape is checked; the value is the control's own business.
+func decodeControl(p *ber.Packet) (control, error) {
+	bad := func(why string) (control, error) {
+		return control{}, fmt.Errorf("%w: control: %s", errMalformed, why)
+	}
+	if p.ClassType != ber.ClassUniversal || p.Tag != ber.TagSequence || len(p.Children) < 1 || len(p.Children) > 3 {
+		return bad("not a SEQUENCE of type, criticality and value")
+	}
+	t := p.Children[0]
+	if t.ClassType != ber.ClassUniversal || t.Tag != ber.TagOctetString || t.Data == nil || t.Data.Len() == 0 {
+		return bad("no control type")
+	}
+	c := control{oid: string(t.Data.Bytes())}
+	rest := p.Children[1:]
+	if len(rest) > 0 && rest[0].ClassType == ber.ClassUniversal && rest[0].Tag == ber.TagBoolean {
+		b, ok := rest[0].Value.(bool)
+		if !ok {
+			return bad("criticality of " + c.oid + " is not a BOOLEAN")
+		}
+		c.critical = b
+		rest = rest[1:]
+	}
+	if len(rest) > 0 {
+		v := rest[0]
+		if len(rest) > 1 || v.ClassType != ber.ClassUniversal || v.Tag != ber.TagOctetString {
+			return bad("value of " + c.oid + " is not an OCTET STRING")
+		}
+		c.value = []byte{}
+		if v.Data != nil {
+			c.value = append(c.value, v.Data.Bytes()...)
+		}
+	}
+	return c, nil
 }
 
 func decodeBind(op *ber.Packet) (*bindRequest, error) {
@@ -303,6 +359,9 @@ type result struct {
 	code       uint16
 	matchedDN  string
 	diagnostic string
+	// locked: a lockout refused the bind, which the password-policy
+	// response control says when the client asked for it.
+	locked bool
 }
 
 func envelope(id int64) *ber.Packet {
