@@ -93,7 +93,10 @@ func (p *pacer) target(upstream bool) time.Duration {
 }
 
 // paced reports whether a decision's reason must not be told apart by
-// its timing. Lockouts may say so and come fast; an empty password is
+// its timing. A repeat answered from memory is paced too: which failures
+// are remembered depends on the reason (an unknown name's are, a known
+// name's password alone is not), so a fast repeat would tell names
+// apart. Lockouts may say so and come fast; an empty password is
 // visible in the request; unavailable and busy are the service's state,
 // not the account's.
 func paced(d Decision) bool {
@@ -103,11 +106,7 @@ func paced(d Decision) bool {
 	switch d.Reason {
 	case ReasonLocked, ReasonEmpty, ReasonUnavailable, ReasonBusy, ReasonError, ReasonCodeSent:
 		return false
-	case ReasonRepeated:
-		// The client sent this very string a moment ago and knows how it
-		// ended; answering at once tells it nothing new, for a known name
-		// or an unknown one alike.
-		return false
+
 	}
 	return true
 }
