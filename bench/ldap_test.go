@@ -276,7 +276,9 @@ func (b *ldapBench) failureMeasurements(t *testing.T) []measurement {
 			note: "stepgate refuses before any password or code check; slapd has no lockout here",
 			stepgate: side{name: "stepgate locked out", run: func(t *testing.T, conns, rep int) (loadgen.Result, error) {
 				return invert(b.run(conns, 0, bindWorkers(locked.url(), func(_, n int) (string, string) {
-					return few[0].dn(), few[0].password + "000000"
+					// Distinct guesses: a repeated string counts once, so
+					// only distinct ones reach the lockout.
+					return few[0].dn(), few[0].password + fmt.Sprintf("%06d", n%1000000)
 				})))
 			}}},
 	}

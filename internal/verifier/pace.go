@@ -2,8 +2,11 @@ package verifier
 
 import (
 	"context"
+
 	"sync/atomic"
 	"time"
+
+	"github.com/stepgate/stepgate/internal/password"
 )
 
 // pacer makes every failure that an attacker could learn from take as
@@ -29,6 +32,23 @@ type pacer struct {
 	// check has been seen (the accounts may well use a faster scheme,
 	// such as {SSHA} imported from a directory).
 	localSeed atomic.Int64
+	// learned is set once the seed was replaced by the time of one real
+	// account's hash (learn).
+	learned atomic.Bool
+}
+
+// learn replaces the start-up seed, once, by the time one check of a real
+// account's stored hash takes: until a password check has run, that is
+// the best guess of what a wrong password costs here (a directory's
+// accounts imported with {SSHA} answer in microseconds, not an
+// argon2id's tens of milliseconds).
+func (p *pacer) learn(hash string) {
+	if p.learned.Load() || hash == "" || !p.learned.CompareAndSwap(false, true) {
+		return
+	}
+	start := time.Now()
+	password.Verify(hash, "pacer: not the password")
+	p.localSeed.Store(int64(time.Since(start)))
 }
 
 type averages struct {

@@ -239,6 +239,9 @@ func (v *Verifier) decide(ctx context.Context, a *Attempt, valid bool) Decision 
 		}
 	}
 	key := v.sessions.KeyFor(a.User, a.Secret)
+	if acct != nil && a.Password == nil {
+		v.pacer.learn(acct.user.PasswordHash)
+	}
 
 	// 2. A live session for this exact string: the second factor is proven.
 	if d, ok := v.sessionHit(ctx, a, acct, key); ok {
