@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/netip"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -94,6 +95,14 @@ func startStepgate(t *testing.T, us []benchUser, hash func(benchUser) string, li
 		Clock: clock,
 		Configure: func(c *verifier.Config) {
 			c.Audit = slog.New(slog.NewTextHandler(io.Discard, nil))
+			if limits == nil {
+				// The load generator is one address signing in many
+				// accounts at once, as an application in front is:
+				// counted per account only (lockout.applications).
+				// Otherwise admission would let five of its attempts be
+				// evaluated at a time.
+				c.Applications = verifier.Networks{netip.MustParsePrefix("127.0.0.0/8")}
+			}
 		},
 		SessionConfig: func(c *session.Config) {
 			if limits != nil {
@@ -257,7 +266,8 @@ func (b *ldapBench) failureMeasurements(t *testing.T) []measurement {
 	few := b.users[:min(len(b.users), 200)]
 	open := startStepgate(t, few, func(u benchUser) string { return u.ssha },
 		&session.Limits{MaxFailures: 1 << 30, Window: time.Nanosecond, Lockout: time.Nanosecond, MaxLockout: time.Nanosecond}, nil, nil)
-	locked := startStepgate(t, few[:1], func(u benchUser) string { return u.ssha }, nil, nil, nil)
+	// Default lockout, and the address counted too (not an application).
+	locked := startStepgate(t, few[:1], func(u benchUser) string { return u.ssha }, &session.DefaultLimits, nil, nil)
 	otpWrong := side{name: "slapd+otp wrong code", run: func(t *testing.T, conns, rep int) (loadgen.Result, error) {
 		return invert(b.run(conns, 0, bindWorkers(b.otp.URL(), func(w, n int) (string, string) {
 			u := b.users[len(b.users)-1-(n%64)] // accounts the other runs do not use
