@@ -2,7 +2,6 @@ package main_test
 
 import (
 	"encoding/json"
-	"fmt"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -20,11 +19,9 @@ import (
 func TestCheckAsksTheRunningServer(t *testing.T) {
 	testenv.NeedProgram(t, "ldapwhoami")
 	dir := filepath.Join(t.TempDir(), "data")
-	const pw = "classmate"          // enrolledAlice's
-	secret := enrolledAlice(t, dir) // confirmed on the previous step
-	now := time.Now()
-	ldapAddr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
-	_, stop := serve(t, dir, "--ldap-listen", ldapAddr, "--imap-listen", "off")
+	const pw = "classmate" // enrolledAlice's
+	a := serveAlice(t, dir)
+	secret, now, ldapAddr, stop := a.secret, a.now, a.ldap, a.stop
 
 	stored := pw + code(t, secret, now)
 	r := run(t, dir, stored, "check", "alice")

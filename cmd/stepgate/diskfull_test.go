@@ -20,11 +20,10 @@ import (
 func TestFullDiskDoesNotBurnCode(t *testing.T) {
 	testenv.NeedPrograms(t, "ldapwhoami", "curl")
 	dir := filepath.Join(testenv.Tmpfs(t, 16<<20), "data")
-	const pw = "classmate"          // enrolledAlice's
-	secret := enrolledAlice(t, dir) // confirmed on the previous step
-	now := time.Now()
-	ldapAddr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
-	admin, stop := serve(t, dir, "--ldap-listen", ldapAddr, "--imap-listen", "off")
+	const pw = "classmate" // enrolledAlice's
+	a := serveAlice(t, dir)
+	secret, now, ldapAddr, stop := a.secret, a.now, a.ldap, a.stop
+	admin := a.admin
 
 	readyz := func() (int, string) {
 		t.Helper()

@@ -377,17 +377,32 @@ func ldapwhoami(t *testing.T, addr, dn, secret string) (int, string) {
 	return 0, string(out)
 }
 
+// aliceServed is enrolledAlice with `stepgate serve` running on her data
+// folder, LDAP on (IMAP off).
+type aliceServed struct {
+	secret      string    // her authenticator's secret
+	now         time.Time // a time in the current step, which is unused
+	ldap, admin string    // the server's addresses
+	stop        func() result
+}
+
+func serveAlice(t *testing.T, dir string) aliceServed {
+	t.Helper()
+	a := aliceServed{secret: enrolledAlice(t, dir), now: time.Now()}
+	a.ldap = fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
+	a.admin, a.stop = serve(t, dir, "--ldap-listen", a.ldap, "--imap-listen", "off")
+	return a
+}
+
 // TestLDAPSessionAcrossRestartAndRevoke: a device's stored string works
 // through `stepgate serve`'s LDAP front end, keeps working after a restart
 // (the session is restored), and stops when the session is revoked.
 func TestLDAPSessionAcrossRestartAndRevoke(t *testing.T) {
 	testenv.NeedProgram(t, "ldapwhoami")
 	dir := filepath.Join(t.TempDir(), "data")
-	const pw = "classmate"          // enrolledAlice's
-	secret := enrolledAlice(t, dir) // confirmed on the previous step
-	now := time.Now()
-	ldapAddr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
-	_, stop := serve(t, dir, "--ldap-listen", ldapAddr, "--imap-listen", "off")
+	const pw = "classmate" // enrolledAlice's
+	a := serveAlice(t, dir)
+	secret, now, ldapAddr, stop := a.secret, a.now, a.ldap, a.stop
 
 	dn := "uid=alice,ou=people,dc=example,dc=org"
 	stored := pw + code(t, secret, now.Add(30*time.Second))

@@ -51,17 +51,6 @@ func Canonical(name string) (string, error) {
 	return out, nil
 }
 
-// Same reports whether a and b name the same account. Names the profile
-// rejects are never the same as anything.
-func Same(a, b string) bool {
-	ca, err := Canonical(a)
-	if err != nil {
-		return false
-	}
-	cb, err := Canonical(b)
-	return err == nil && ca == cb
-}
-
 // asciiCanonical is the profile's answer for a name of printable ASCII
 // alone (every byte from '!' to '~'), which is almost every name: the
 // identifier class takes all of them, width mapping and normalisation

@@ -42,15 +42,6 @@ func TestCanonicalRejects(t *testing.T) {
 	}
 }
 
-func TestSame(t *testing.T) {
-	if !Same("Alice", "ａｌｉｃｅ") {
-		t.Error("Alice and full-width alice are one account")
-	}
-	if Same("alice", "alice ") || Same("alice ", "alice ") {
-		t.Error("a rejected name is the same as nothing")
-	}
-}
-
 // TestASCIIFastPath: for printable ASCII the short cut and the profile
 // agree, byte for byte, on every character and on mixed names.
 func TestASCIIFastPath(t *testing.T) {

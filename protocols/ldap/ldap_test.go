@@ -55,18 +55,7 @@ func newRigWith(t testing.TB, mod func(*Config), tlsCfg *tls.Config, opts verifi
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := srv.Listen(); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Serve: %v", err)
-		}
-	})
+	testenv.Serve(t, srv)
 	return &rig{Env: e, srv: srv, addr: srv.Addr(), logs: logs}
 }
 

@@ -52,18 +52,7 @@ func Start(t testing.TB, opts verifiertest.Options, build func(v *verifier.Verif
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := fe.Listen(); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- fe.Serve(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Serve: %v", err)
-		}
-	})
+	testenv.Serve(t, fe)
 	return &Rig{Env: e, Logs: logs, Addr: fe.Addr()}
 }
 
