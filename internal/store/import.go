@@ -23,6 +23,9 @@ type Imported struct {
 	// that ImportOptions.RecoveryHash makes of them are kept.
 	RecoveryCodes []string
 	Disabled      bool
+	// Existing adds the authenticators and recovery codes to the account
+	// of that name, which must exist; the rest of NewUser is unused.
+	Existing bool
 }
 
 // ImportedAuthenticator is an authenticator that another system has
@@ -76,9 +79,6 @@ func (s *Store) ImportWith(ctx context.Context, users []Imported, o ImportOption
 				return err
 			}
 			u.Name = name
-			if u.PasswordHash == "" {
-				return fmt.Errorf("user %s: no password", u.Name)
-			}
 			auths := u.Authenticators
 			if u.TOTPSecret != "" {
 				auths = append([]ImportedAuthenticator{{Label: "imported", Secret: u.TOTPSecret}}, auths...)
@@ -88,15 +88,24 @@ func (s *Store) ImportWith(ctx context.Context, users []Imported, o ImportOption
 				state = TwoStepActive
 			}
 			var id int64
-			err = insUser.QueryRowContext(ctx, u.Name, u.DisplayName, u.Email, u.Phone, u.PasswordHash, u.Service, state, u.Disabled, now, now).Scan(&id)
-			if err != nil {
-				if s.d.isUnique(err) {
-					return fmt.Errorf("user %s: %w", u.Name, ErrExists)
+			if u.Existing {
+				if id, err = s.importInto(ctx, tx, u.Name, auths, now); err != nil {
+					return err
 				}
-				return fmt.Errorf("user %s: %w", u.Name, err)
-			}
-			if err := s.addToGroups(ctx, tx, id, u.Groups); err != nil {
-				return err
+			} else {
+				if u.PasswordHash == "" {
+					return fmt.Errorf("user %s: no password", u.Name)
+				}
+				err = insUser.QueryRowContext(ctx, u.Name, u.DisplayName, u.Email, u.Phone, u.PasswordHash, u.Service, state, u.Disabled, now, now).Scan(&id)
+				if err != nil {
+					if s.d.isUnique(err) {
+						return fmt.Errorf("user %s: %w", u.Name, ErrExists)
+					}
+					return fmt.Errorf("user %s: %w", u.Name, err)
+				}
+				if err := s.addToGroups(ctx, tx, id, u.Groups); err != nil {
+					return err
+				}
 			}
 			for _, a := range auths {
 				label := strings.TrimSpace(a.Label)
@@ -125,4 +134,32 @@ func (s *Store) ImportWith(ctx context.Context, users []Imported, o ImportOption
 		}
 		return nil
 	})
+}
+
+// importInto finds the existing account name for an import that adds to
+// it, refuses an authenticator label it already has, and turns two-step
+// on when authenticators come.
+func (s *Store) importInto(ctx context.Context, tx *sql.Tx, name string, auths []ImportedAuthenticator, now int64) (int64, error) {
+	var id int64
+	if err := tx.QueryRowContext(ctx, s.sql(`SELECT id FROM users WHERE name = ?`), name).Scan(&id); err != nil {
+		if errors.Is(err, sql.ErrNoRows) {
+			return 0, fmt.Errorf("user %s: %w", name, ErrNotFound)
+		}
+		return 0, fmt.Errorf("user %s: %w", name, err)
+	}
+	for _, a := range auths {
+		var n int
+		if err := tx.QueryRowContext(ctx, s.sql(`SELECT COUNT(*) FROM authenticators WHERE user_id = ? AND label = ?`), id, strings.TrimSpace(a.Label)).Scan(&n); err != nil {
+			return 0, err
+		}
+		if n > 0 {
+			return 0, fmt.Errorf("user %s: authenticator %q: %w", name, a.Label, ErrExists)
+		}
+	}
+	if len(auths) > 0 {
+		if _, err := tx.ExecContext(ctx, s.sql(`UPDATE users SET two_step = 'active', updated_at = ? WHERE id = ?`), now, id); err != nil {
+			return 0, fmt.Errorf("user %s: %w", name, err)
+		}
+	}
+	return id, nil
 }
