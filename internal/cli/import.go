@@ -39,7 +39,7 @@ the file's name (.csv, .json, .ldif, .google_authenticator).
          the account named by --user or by the file's folder (/home/NAME),
          which must exist; scratch code 12345678 becomes 0000-1234-5678
 
-Password hashes: {SSHA}, {SSHA256}, {SSHA512}, {CRYPT} with $6$ or $5$,
+Password hashes: {SSHA}, {SSHA256}, {SSHA512}, {CRYPT} with $6$ or $5$, {ARGON2},
 bcrypt, argon2id. --dry-run lists every bad row and every account it would
 add, and writes nothing.`,
 		Args: func(c *cobra.Command, args []string) error {

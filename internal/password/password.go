@@ -1,7 +1,8 @@
 // Package password hashes new passwords with argon2id and verifies the
 // hash formats that accounts imported from a directory or another system
-// carry: bcrypt, LDAP's {SSHA}, {SSHA256} and {SSHA512}, and {CRYPT}
-// with sha512-crypt or sha256-crypt (glibc's "$6$" and "$5$").
+// carry: bcrypt, LDAP's {SSHA}, {SSHA256} and {SSHA512}, {CRYPT} with
+// sha512-crypt or sha256-crypt (glibc's "$6$" and "$5$"), and {ARGON2}
+// (OpenLDAP's argon2 module: argon2i or argon2id).
 package password
 
 import (
@@ -77,8 +78,8 @@ func HashSSHA(pw string) (string, error) {
 // of derived keys runs in constant time.
 func Verify(hash, pw string) error {
 	switch sch, rest := split(hash); sch {
-	case "argon2id":
-		return verifyArgon2id(rest, pw)
+	case "argon2id", "argon2i":
+		return verifyArgon2(rest, pw)
 	case "bcrypt":
 		err := bcrypt.CompareHashAndPassword([]byte(rest), []byte(pw))
 		if errors.Is(err, bcrypt.ErrMismatchedHashAndPassword) {
@@ -115,8 +116,8 @@ func Verify(hash, pw string) error {
 func Check(hash string) error {
 	sch, rest := split(hash)
 	switch sch {
-	case "argon2id":
-		_, err := parseArgon2id(rest)
+	case "argon2id", "argon2i":
+		_, err := parseArgon2(rest)
 		return err
 	case "bcrypt":
 		cost, err := bcrypt.Cost([]byte(rest))
@@ -158,10 +159,10 @@ func unknownScheme(hash string) error {
 	}
 	if strings.HasPrefix(hash, "{") {
 		if i := strings.Index(hash, "}"); i > 0 && i < 16 {
-			return fmt.Errorf("%w: %s; accepted are {SSHA}, {SSHA256}, {SSHA512}, {CRYPT}, bcrypt and argon2id", ErrUnknownScheme, hash[:i+1])
+			return fmt.Errorf("%w: %s; accepted are {SSHA}, {SSHA256}, {SSHA512}, {CRYPT}, {ARGON2}, bcrypt and argon2id", ErrUnknownScheme, hash[:i+1])
 		}
 	}
-	return fmt.Errorf("%w: accepted are {SSHA}, {SSHA256}, {SSHA512}, {CRYPT}, bcrypt and argon2id", ErrUnknownScheme)
+	return fmt.Errorf("%w: accepted are {SSHA}, {SSHA256}, {SSHA512}, {CRYPT}, {ARGON2}, bcrypt and argon2id", ErrUnknownScheme)
 }
 
 // Limits on a hash's own cost parameters: an imported hash decides how
@@ -172,7 +173,7 @@ const (
 	maxCryptRounds = 1_000_000
 )
 
-// Scheme names the scheme of hash ("argon2id", "bcrypt", "ssha",
+// Scheme names the scheme of hash ("argon2id", "argon2i", "bcrypt", "ssha",
 // "ssha256", "ssha512", "sha512-crypt", "sha256-crypt"), or "unknown". It
 // never returns any part of the hash.
 func Scheme(hash string) string {
@@ -185,6 +186,12 @@ func Scheme(hash string) string {
 // for it. LDAP scheme names are case-insensitive.
 func split(hash string) (scheme, rest string) {
 	if h, ok := cutFold(hash, "{CRYPT}"); ok {
+		hash = h
+	} else if h, ok := cutFold(hash, "{ARGON2}"); ok {
+		// OpenLDAP's argon2 module: argon2i by default, argon2id if built so.
+		if strings.HasPrefix(h, "$argon2i$") {
+			return "argon2i", h
+		}
 		hash = h
 	}
 	switch {
@@ -241,46 +248,52 @@ func checkCrypt(h string) error {
 	return nil
 }
 
-type argon2idHash struct {
+type argon2Hash struct {
+	id        bool // argon2id, else argon2i
 	m, t      uint32
 	p         uint8
 	salt, key []byte
 }
 
-func parseArgon2id(hash string) (*argon2idHash, error) {
+func parseArgon2(hash string) (*argon2Hash, error) {
 	// $argon2id$v=19$m=19456,t=2,p=1$salt$key
 	f := strings.Split(hash, "$")
 	if len(f) != 6 {
-		return nil, fmt.Errorf("argon2id hash: %d fields, want 6", len(f))
+		return nil, fmt.Errorf("argon2 hash: %d fields, want 6", len(f))
 	}
+	var h argon2Hash
+	h.id = f[1] == "argon2id"
 	if f[2] != "v="+strconv.Itoa(argon2.Version) {
-		return nil, fmt.Errorf("argon2id hash: unsupported version field")
+		return nil, fmt.Errorf("argon2 hash: unsupported version field")
 	}
-	var h argon2idHash
 	if _, err := fmt.Sscanf(f[3], "m=%d,t=%d,p=%d", &h.m, &h.t, &h.p); err != nil {
-		return nil, fmt.Errorf("argon2id hash: parameters: %w", err)
+		return nil, fmt.Errorf("argon2 hash: parameters: %w", err)
 	}
 	if h.m == 0 || h.t == 0 || h.p == 0 || h.m > 4*1024*1024 || h.t > 64 {
-		return nil, fmt.Errorf("argon2id hash: parameters out of range")
+		return nil, fmt.Errorf("argon2 hash: parameters out of range")
 	}
 	enc := base64.RawStdEncoding
 	var err error
 	if h.salt, err = enc.DecodeString(f[4]); err != nil {
-		return nil, fmt.Errorf("argon2id hash: salt: %w", err)
+		return nil, fmt.Errorf("argon2 hash: salt: %w", err)
 	}
 	h.key, err = enc.DecodeString(f[5])
 	if err != nil || len(h.key) < 16 || len(h.key) > 128 {
-		return nil, fmt.Errorf("argon2id hash: bad key")
+		return nil, fmt.Errorf("argon2 hash: bad key")
 	}
 	return &h, nil
 }
 
-func verifyArgon2id(hash, pw string) error {
-	h, err := parseArgon2id(hash)
+func verifyArgon2(hash, pw string) error {
+	h, err := parseArgon2(hash)
 	if err != nil {
 		return err
 	}
-	got := argon2.IDKey([]byte(pw), h.salt, h.t, h.m, h.p, uint32(len(h.key)))
+	derive := argon2.Key
+	if h.id {
+		derive = argon2.IDKey
+	}
+	got := derive([]byte(pw), h.salt, h.t, h.m, h.p, uint32(len(h.key)))
 	if subtle.ConstantTimeCompare(got, h.key) != 1 {
 		return ErrMismatch
 	}

@@ -119,6 +119,8 @@ func TestImportedSchemes(t *testing.T) {
 		{"sha512-crypt", "{crypt}$6$SBWHSOI4Fc9sxjZe$bdbKCqcTU.5AiA02XgweCZzWxRO9TB6KTyG1.bw5rALV2ZVn6QT1cWeMMqtGU1QfHUqRzH8y6ugPmGk2BMgqB/"},
 		// openssl passwd -6 -salt saltsaltsalt secret (as /etc/shadow has it)
 		{"sha512-crypt", "$6$saltsaltsalt$PMWE8DTlam1JU37Piyk43bHcMxTJq6sgu5DKB0/tGPjanN35jcY68QkpDfPFUGPWX5uCxIQkSPzMmqEiVNgts."},
+		// slappasswd -o module-load=argon2 -h {ARGON2} -s secret (Debian's: argon2i)
+		{"argon2i", "{ARGON2}$argon2i$v=19$m=4096,t=3,p=1$jMT6Ehqq3i2xjvH6SwCVOA$thJ2Wvb8KDWEGaAXE9GIYfDGDPUwTTkzTbjdjTqntqA"},
 		// openssl passwd -5 -salt saltsalt secret
 		{"sha256-crypt", "$5$saltsalt$0IyaXrmV7.sGNS6tirgqHLqX/G.FBvgkYA.lpPdS5sA"},
 	} {
