@@ -128,11 +128,13 @@ func checkAuthenticators(a *importfile.Account, p verifier.TOTP) ([]store.Import
 	var errs importfile.Errors
 	labels := map[string]bool{}
 	for _, au := range a.Authenticators {
-		at := &importfile.Error{Source: a.Source, Line: au.Line, Field: "authenticator"}
-		if f, ok := a.Fields["totp_secret"]; ok && au.Label == "imported" {
-			at.Field = f
+		field := au.Field
+		if field == "" {
+			field = "authenticator"
 		}
-		bad := func(format string, args ...any) { errs = append(errs, at.Errorf(format, args...)) }
+		bad := func(format string, args ...any) {
+			errs = append(errs, (&importfile.Error{Source: a.Source, Line: au.Line, Field: field}).Errorf(format, args...))
+		}
 		label := strings.TrimSpace(au.Label)
 		switch {
 		case au.Refused != "":

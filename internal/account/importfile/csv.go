@@ -85,7 +85,7 @@ func parseCSV(data []byte) ([]Account, Errors) {
 		a.Name, a.DisplayName, a.Email, a.Phone = get("name"), get("display_name"), get("email"), get("phone")
 		a.PasswordHash = get("password_hash")
 		if s := get("totp_secret"); s != "" {
-			a.Authenticators = []Authenticator{{Label: "imported", Secret: s, Line: a.Lines["totp_secret"]}}
+			a.Authenticators = []Authenticator{{Label: "imported", Secret: s, Line: a.Lines["totp_secret"], Field: a.Fields["totp_secret"]}}
 		}
 		a.Groups = splitList(get("groups"))
 		a.RecoveryCodes = splitList(get("recovery_codes"))

@@ -34,7 +34,7 @@ func parseGoogleAuthenticator(data []byte, o Options) ([]Account, Errors) {
 		return nil, Errors{{Line: 1, Msg: "whose file is this? give --user NAME (standard input has no folder to tell)"}}
 	}
 	var errs Errors
-	au := Authenticator{Label: "google-authenticator", Line: 1, Period: 30 * time.Second, Digits: 6, Algorithm: "SHA1"}
+	au := Authenticator{Label: "google-authenticator", Line: 1, Field: "secret", Period: 30 * time.Second, Digits: 6, Algorithm: "SHA1"}
 	totp := false
 	for i, l := range strings.Split(string(data), "\n") {
 		n := i + 1

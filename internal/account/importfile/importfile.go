@@ -119,7 +119,10 @@ type Authenticator struct {
 	// Refused says why the old system's token cannot be moved, when it
 	// cannot (an HOTP counter, an encrypted secret).
 	Refused string
-	Line    int
+	// Line and Field are where the file gives it (an LDIF oathTOTPToken,
+	// a CSV totp_secret column).
+	Line  int
+	Field string
 }
 
 // Error is a bad value: the file, the line, the field or attribute, and

@@ -128,10 +128,10 @@ func parseJSON(data []byte) ([]Account, Errors) {
 			PasswordHash: ja.PasswordHash, Groups: ja.Groups, RecoveryCodes: ja.RecoveryCodes,
 			Service: ja.Service, Disabled: ja.Disabled}
 		if ja.TOTPSecret != "" {
-			a.Authenticators = append(a.Authenticators, Authenticator{Label: "imported", Secret: ja.TOTPSecret, Line: line})
+			a.Authenticators = append(a.Authenticators, Authenticator{Label: "imported", Secret: ja.TOTPSecret, Line: line, Field: "totp_secret"})
 		}
 		for _, au := range ja.Authenticators {
-			a.Authenticators = append(a.Authenticators, Authenticator{Label: au.Label, Secret: au.Secret, LastStep: au.LastStep, Line: line})
+			a.Authenticators = append(a.Authenticators, Authenticator{Label: au.Label, Secret: au.Secret, LastStep: au.LastStep, Line: line, Field: "authenticators"})
 		}
 		accs = append(accs, a)
 	}

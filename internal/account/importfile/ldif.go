@@ -215,10 +215,11 @@ func parseLDIF(data []byte) ([]Account, Errors) {
 				errs = append(errs, err)
 				continue
 			}
+			au.Field = tv.given
 			a.Authenticators = append(a.Authenticators, au)
 		}
 		if hv, ok := e.first("oathhotptoken"); ok {
-			a.Authenticators = append(a.Authenticators, Authenticator{Label: "imported", Line: hv.line,
+			a.Authenticators = append(a.Authenticators, Authenticator{Label: "imported", Line: hv.line, Field: hv.given,
 				Refused: "an HOTP (counter) token; stepgate's authenticators are TOTP"})
 		}
 		accs = append(accs, a)
@@ -236,7 +237,7 @@ func ldifToken(byDN map[string]*ldifEntry, v ldifValue) (Authenticator, *Error) 
 	if !ok {
 		return Authenticator{}, bad("the token entry %q is not in the file", v.value)
 	}
-	au := Authenticator{Label: "imported", Line: v.line}
+	au := Authenticator{Label: "imported", Line: v.line, Field: v.given}
 	sec, ok := tok.first("oathsecret")
 	if !ok || sec.value == "" {
 		return au, bad("the token entry %q has no oathSecret", v.value)
