@@ -25,7 +25,9 @@ type otpUser struct {
 	key           []byte // the token's oathSecret
 }
 
-func (u otpUser) secret() string { return base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(u.key) }
+func (u otpUser) secret() string {
+	return base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(u.key)
+}
 
 func randomKey(t *testing.T) []byte {
 	k := make([]byte, 20)
@@ -209,5 +211,98 @@ func TestImportSlapcatOfSlapdOTP(t *testing.T) {
 	}
 	if len(list) != 6 || list[0]["name"] != "ann" || list[0]["email"] != "ann@example.org" || list[0]["display_name"] != "Person ann" || list[0]["two_step"] != "active" {
 		t.Fatalf("user list after the import: %v", list)
+	}
+}
+
+// TestExportRoundTrip: an export without --include-secrets holds no
+// password hash and no secret; with it, a warning, and the document
+// imports into another data folder to the same accounts, whose codes
+// still sign in. Without the sealing key, --include-secrets is refused.
+func TestExportRoundTrip(t *testing.T) {
+	work := t.TempDir()
+	const secret = "JBSWY3DPEHPK3PXPJBSWY3DP"
+	hash := slapd.Slappasswd(t, "pw-ann", "-h", "{SSHA}")
+	csv := "name,display_name,email,password_hash,totp_secret,groups,disabled\n" +
+		"ann,Ann A,ann@example.org," + hash + "," + secret + ",staff;ops,\n" +
+		"bob,,,{SSHA}AObY8gUELMBu7fg8b4YBZUvyRWw06sxv,,,true\n"
+	csvFile := filepath.Join(work, "people.csv")
+	os.WriteFile(csvFile, []byte(csv), 0o600)
+	a, b := filepath.Join(work, "a"), filepath.Join(work, "b")
+	must(t, run(t, a, "", "user", "import", csvFile))
+
+	plain := must(t, run(t, a, "", "user", "export", "--format", "json"))
+	for _, s := range []string{secret, hash, "password_hash", "secret\""} {
+		if strings.Contains(plain.stdout, s) {
+			t.Errorf("export without --include-secrets holds %q:\n%s", s, plain.stdout)
+		}
+	}
+	if !strings.Contains(plain.stdout, `"name": "ann"`) || plain.stderr != "" {
+		t.Fatalf("export: %+v", plain)
+	}
+	full := must(t, run(t, a, "", "user", "export", "--format", "json", "--include-secrets"))
+	if !strings.Contains(full.stderr, "warning: this export holds password hashes and authenticator secrets in clear") ||
+		!strings.Contains(full.stdout, secret) {
+		t.Fatalf("export --include-secrets: %+v", full)
+	}
+	exportFile := filepath.Join(work, "export.json")
+	os.WriteFile(exportFile, []byte(full.stdout), 0o600)
+	if r := must(t, run(t, b, "", "user", "import", exportFile)); r.stdout != "imported 2 account(s), 1 authenticator(s), 0 recovery code(s)\n" {
+		t.Fatalf("import of the export: %q", r.stdout)
+	}
+	again := must(t, run(t, b, "", "user", "export", "--format", "json", "--include-secrets"))
+	if again.stdout != full.stdout {
+		t.Fatalf("export after the round trip differs:\n%s\nwas\n%s", again.stdout, full.stdout)
+	}
+	if r := run(t, b, "pw-ann"+code(t, secret, time.Now()), "check", "ann"); r.code != 0 {
+		t.Fatalf("ann's code after the round trip: %+v", r)
+	}
+	// The export without secrets cannot make accounts: it says why.
+	os.WriteFile(exportFile, []byte(plain.stdout), 0o600)
+	if r := run(t, filepath.Join(work, "c"), "", "user", "import", exportFile); r.code != 1 || !strings.Contains(r.stderr, "export.json line 5, password_hash: no password hash") {
+		t.Fatalf("import of an export without secrets: %+v", r)
+	}
+	os.Remove(filepath.Join(a, "sealing.key"))
+	if r := run(t, a, "", "user", "export", "--include-secrets"); r.code != 1 || !strings.Contains(r.stderr, "needs the sealing key") || r.stdout != "" {
+		t.Fatalf("export --include-secrets without the key: %+v", r)
+	}
+}
+
+// TestImportGoogleAuthenticator: a ~/.google_authenticator file gives the
+// account named by its folder its authenticator and its scratch codes,
+// which then work once each as recovery codes (0000-1234-5678 for
+// 12345678); an HOTP file is refused.
+func TestImportGoogleAuthenticator(t *testing.T) {
+	work := t.TempDir()
+	dir := filepath.Join(work, "data")
+	const secret = "KRUGS4ZANFZSAYJAONSWG4TFOQ"
+	home := filepath.Join(work, "home", "alice")
+	os.MkdirAll(home, 0o700)
+	file := filepath.Join(home, ".google_authenticator")
+	os.WriteFile(file, []byte(secret+"\n\" RATE_LIMIT 3 30\n\" WINDOW_SIZE 17\n\" DISALLOW_REUSE\n\" TOTP_AUTH\n12345678\n87654321\n"), 0o600)
+
+	if r := run(t, dir, "", "user", "import", file); r.code != 1 || !strings.Contains(r.stderr, "no account named alice") {
+		t.Fatalf("import for an account that is not there: %+v", r)
+	}
+	must(t, run(t, dir, "classmate\n", "user", "add", "alice", "--password-stdin"))
+	if r := must(t, run(t, dir, "", "user", "import", file)); r.stdout != "imported 0 account(s), 1 authenticator(s), 2 recovery code(s); added to 1 existing account(s)\n" {
+		t.Fatalf("import: %q", r.stdout)
+	}
+	if r := run(t, dir, "classmate0000-1234-5678", "check", "alice"); r.code != 0 {
+		t.Fatalf("a scratch code as a recovery code: %+v", r)
+	}
+	if r := run(t, dir, "classmate0000-1234-5678", "check", "alice"); r.code != 1 {
+		t.Fatalf("a scratch code used twice: %+v", r)
+	}
+	if r := run(t, dir, "classmate"+code(t, secret, time.Now()), "check", "alice"); r.code != 0 {
+		t.Fatalf("the file's authenticator: %+v", r)
+	}
+	hotp := filepath.Join(work, "hotp")
+	os.WriteFile(hotp, []byte(secret+"\n\" HOTP_COUNTER 1\n"), 0o600)
+	if r := run(t, dir, "", "user", "import", "--format", "google-authenticator", "--user", "alice", hotp); r.code != 1 ||
+		!strings.Contains(r.stderr, "hotp line 1, secret: the token cannot be moved: an HOTP (counter) token") {
+		t.Fatalf("an HOTP file: %+v", r)
+	}
+	if r := run(t, dir, "", "user", "import", hotp); r.code != 2 {
+		t.Fatalf("a file whose format cannot be told: %+v", r)
 	}
 }
