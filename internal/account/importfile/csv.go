@@ -78,8 +78,8 @@ func parseCSV(data []byte) ([]Account, Errors) {
 			if i == 0 {
 				return ""
 			}
-			l, c := r.FieldPos(i - 1)
-			a.note(name, l, name+" (column "+strconv.Itoa(c)+")")
+			l, _ := r.FieldPos(i - 1)
+			a.note(name, l, name+" (column "+strconv.Itoa(i)+")")
 			return strings.TrimSpace(rec[i-1])
 		}
 		a.Name, a.DisplayName, a.Email, a.Phone = get("name"), get("display_name"), get("email"), get("phone")
@@ -110,7 +110,7 @@ func parseCSV(data []byte) ([]Account, Errors) {
 func csvError(err error) *Error {
 	var pe *csv.ParseError
 	if errors.As(err, &pe) {
-		return &Error{Line: pe.Line, Field: "column " + strconv.Itoa(pe.Column), Msg: pe.Err.Error()}
+		return &Error{Line: pe.Line, Field: "character " + strconv.Itoa(pe.Column), Msg: pe.Err.Error()}
 	}
 	return &Error{Line: 1, Msg: err.Error()}
 }
