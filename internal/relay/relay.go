@@ -36,7 +36,8 @@ type Protocol interface {
 	// Open takes a freshly dialled upstream connection to the point of
 	// login (greeting, STARTTLS through u.StartTLS when starttls is set,
 	// the client's address announced to the mail server) and returns
-	// what logs in on it.
+	// what logs in on it. client is nil on a connection no client asked
+	// for (Dialer.Check): nothing is announced then.
 	Open(ctx context.Context, u *UpConn, starttls bool, client net.Addr) (Login, error)
 }
 

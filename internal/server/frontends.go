@@ -50,6 +50,7 @@ type frontEndDeps struct {
 var frontEndBuilders = []func(frontEndDeps) (frontEnd, error){
 	buildLDAP,
 	buildIMAP,
+	buildPOP3,
 }
 
 // frontEnds are the front ends of one run, listening.

@@ -47,7 +47,8 @@ type Options struct {
 
 // Addrs are the addresses the server listens on ("" when off).
 type Addrs struct {
-	Admin, LDAP, LDAPS, IMAP, IMAPS string
+	Admin, LDAP, LDAPS, IMAP, IMAPS      string
+	POP3, POP3S, Submission, Submissions string
 }
 
 // Core is what the front ends share.
