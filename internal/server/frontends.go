@@ -51,6 +51,7 @@ var frontEndBuilders = []func(frontEndDeps) (frontEnd, error){
 	buildLDAP,
 	buildIMAP,
 	buildPOP3,
+	buildSubmission,
 }
 
 // frontEnds are the front ends of one run, listening.
