@@ -111,16 +111,6 @@ func (fes frontEnds) Close() error {
 	return errors.Join(errs...)
 }
 
-// demoMail is the in-memory mail server behind --imap-upstream demo, or nil.
-func (fes frontEnds) demoMail() *demomail.Server {
-	for _, fe := range fes {
-		if f, ok := fe.(imapFrontEnd); ok {
-			return f.demo
-		}
-	}
-	return nil
-}
-
 type ldapFrontEnd struct{ *ldap.Server }
 
 func (ldapFrontEnd) Name() string { return "ldap" }

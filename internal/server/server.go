@@ -196,7 +196,7 @@ func Run(ctx context.Context, opts Options) error {
 	}
 
 	if opts.Demo {
-		if err := demo(ctx, core, opts.Out, addrs, fes.demoMail(), opts.DataDir.Path); err != nil {
+		if err := demo(ctx, core, opts.Out, addrs, fes, opts.DataDir.Path); err != nil {
 			cancel()
 			svc.wg.Wait()
 			return err
