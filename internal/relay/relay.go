@@ -1,5 +1,5 @@
-// Package relay is the life cycle shared by the mail front ends (IMAP
-// now, POP3 and SMTP next), as nginx's mail proxy has one: a client
+// Package relay is the life cycle shared by the mail front ends (IMAP,
+// POP3, SMTP submission), as nginx's mail proxy has one: a client
 // connection speaks a protocol's pre-login dialogue under one deadline
 // and bounded reads, may turn on STARTTLS, signs in through the verifier
 // (the password checked by a login on the client's own upstream
