@@ -172,7 +172,7 @@ type IMAPUpstream struct {
 // spend: connections per address and password hashes at once.
 type Limits struct {
 	// MaxConnsPerAddress caps the connections open from one client
-	// address, LDAP and IMAP together (IPv6: per /64).
+	// address, every front end together (IPv6: per /64).
 	MaxConnsPerAddress int `yaml:"max_conns_per_address"`
 	// AddressExceptions give addresses or networks their own cap.
 	AddressExceptions []AddressException `yaml:"address_exceptions"`
