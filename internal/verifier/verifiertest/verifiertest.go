@@ -74,7 +74,7 @@ func New(t testing.TB, opts Options) *Env {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	scfg := session.Config{HashKey: sealer.Derive("session"), Now: now}
+	scfg := session.Config{HashKey: sealer.Derive("session"), Now: now, Durable: st}
 	if opts.SessionConfig != nil {
 		opts.SessionConfig(&scfg)
 	}
