@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"time"
 
-
 	"github.com/stepgate/stepgate/internal/store"
 )
 
@@ -297,5 +296,3 @@ func (s *Store) AllOrphans(ctx context.Context) ([]*Session, error) {
 	}
 	return out, nil
 }
-
-

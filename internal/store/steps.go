@@ -55,10 +55,10 @@ type stepCommitter struct {
 	update  *sql.Stmt   // used only by run's goroutine
 	saveSes *sql.Stmt   // likewise
 	addFail *sql.Stmt   // likewise
-	in     chan *stepRequest
-	quit   chan struct{}
-	wg     sync.WaitGroup
-	once   sync.Once
+	in      chan *stepRequest
+	quit    chan struct{}
+	wg      sync.WaitGroup
+	once    sync.Once
 }
 
 // maxBatch bounds one group commit.
