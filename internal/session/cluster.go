@@ -12,11 +12,10 @@ import (
 // The lockout budget of several instances: each counts its own attempts
 // in memory, with the attempts in flight, as one instance does; each
 // appends the failures it counted, the lockouts it started and the
-// successes that reset a budget to the store's lockout log; and each adds
-// the other instances' entries to its own count when it admits an
-// attempt. A failure on one instance is seen by the others once its group
-// commit is on disk (a few milliseconds); attempts still being evaluated
-// on another instance are not seen. So guesses that arrive one after
+// successes that reset a budget to the store's lockout log, before it
+// answers; and each adds the other instances' entries to its own count
+// when it admits an attempt. Attempts still being evaluated on another
+// instance are not seen. So guesses that arrive one after
 // another are held to the budget exactly, and a burst spread over n
 // instances at the same moment can have up to n times the budget
 // evaluated before every instance sees the lockout (each instance still
@@ -155,5 +154,9 @@ func (s *Store) record(c *counter, now time.Time, str string, counted, locked, r
 		e.Kind, e.Str, e.Until, e.Level = store.FailureLock, "", c.LockedUntil, c.Level
 		events = append(events, e)
 	}
-	s.durable.RecordFailures(events)
+	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
+	defer cancel()
+	// Not written, the failure still counts here; the other instances
+	// miss it (a store down leaves each instance its own budget).
+	s.durable.RecordFailures(ctx, events)
 }

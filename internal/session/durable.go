@@ -22,7 +22,7 @@ type Durable interface {
 	DeleteSession(ctx context.Context, id string, announce bool) (string, error)
 	DeleteUserSessions(ctx context.Context, user string) (int, error)
 	SweepSessions(ctx context.Context, now time.Time, idle time.Duration) (int, error)
-	RecordFailures(events []store.FailureEvent)
+	RecordFailures(ctx context.Context, events []store.FailureEvent) error
 	FailureEvents(ctx context.Context, keys []string, since time.Time, instance string) ([]store.FailureEvent, error)
 	PruneFailures(ctx context.Context, before time.Time) error
 }

@@ -204,16 +204,13 @@ const (
 )
 
 // RecordFailures appends events to the lockout log in the next group
-// commit, without waiting for it: the budget's slack is one commit.
-func (s *Store) RecordFailures(events []FailureEvent) {
+// commit and returns once they are on disk, so that an attempt answered
+// after them is counted by every instance.
+func (s *Store) RecordFailures(ctx context.Context, events []FailureEvent) error {
 	if len(events) == 0 {
-		return
+		return nil
 	}
-	req := &stepRequest{events: events, done: make(chan error, 1)}
-	select {
-	case s.steps.in <- req:
-	case <-s.steps.quit:
-	}
+	return s.steps.submit(ctx, &stepRequest{events: events, done: make(chan error, 1)}, s.path)
 }
 
 // FailureEvents returns the events for keys since since, oldest first,

@@ -24,7 +24,7 @@ func (s *Store) ConsumeStep(ctx context.Context, id, step int64) error {
 
 // stepRequest is one piece of work of a group commit: a time step to
 // record (id non-zero), a session to write (with the step, only when the
-// step is accepted), or lockout events that nobody waits for.
+// step is accepted), or lockout events.
 type stepRequest struct {
 	id, step int64
 	sess     *SessionRecord
@@ -194,8 +194,11 @@ func (c *stepCommitter) commit(batch []*stepRequest) {
 	for i, r := range batch {
 		if err != nil {
 			what := "recording a used time step"
-			if r.id == 0 {
+			switch {
+			case r.id == 0 && r.sess != nil:
 				what = "writing a session"
+			case r.id == 0:
+				what = "recording failures"
 			}
 			r.done <- fmt.Errorf("%s: %w", what, err)
 		} else {
