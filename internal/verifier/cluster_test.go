@@ -1,8 +1,11 @@
 package verifier_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -207,6 +210,57 @@ func TestBudgetBurstAcrossInstances(t *testing.T) {
 	for _, e := range []*verifiertest.Env{a, b, c} {
 		if d := verify(e, attempt("alice", "classmate999999")); d.Reason != verifier.ReasonLocked {
 			t.Fatalf("after the burst: %s/%s, want locked", d.Result, d.Reason)
+		}
+	}
+}
+
+// TestIdleExpirySlidesThroughTheStore: a session used on A within its
+// idle time stays alive for another instance once A has written its use
+// (every session.TouchEvery, in one batch), and not before.
+func TestIdleExpirySlidesThroughTheStore(t *testing.T) {
+	a, _ := twoInstances(t)
+	alice := a.AddEnrolled(t, "alice", "classmate")
+	stored := "classmate" + alice.Code(t)
+	want(t, verify(a, attempt("alice", stored)), verifier.Allow, verifier.ReasonCode)
+	a.Clock.Advance(20 * time.Minute)
+	want(t, verify(a, attempt("alice", stored)), verifier.Allow, verifier.ReasonSession)
+	a.Clock.Advance(20 * time.Minute) // 40 min after the sign-in, 20 after the use
+	early := verifiertest.New(t, verifiertest.Options{Clock: a.Clock, Join: a})
+	if d := verify(early, attempt("alice", stored)); d.Allowed() {
+		t.Fatalf("the use was in the store before A wrote it: %s", d.Reason)
+	}
+	if err := a.Sessions.FlushUse(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	later := verifiertest.New(t, verifiertest.Options{Clock: a.Clock, Join: a})
+	want(t, verify(later, attempt("alice", stored)), verifier.Allow, verifier.ReasonSession)
+}
+
+// TestStoreHoldsNoString: after sign-ins with and without a code, the
+// database files hold neither a password, nor a code, nor the string:
+// a session is its keyed hash.
+func TestStoreHoldsNoString(t *testing.T) {
+	a, _ := twoInstances(t)
+	alice := a.AddEnrolled(t, "alice", "Classmate-Unique-Pw")
+	code := alice.Code(t)
+	want(t, verify(a, attempt("alice", "Classmate-Unique-Pw"+code)), verifier.Allow, verifier.ReasonCode)
+	for i := range 3 {
+		verify(a, attempt("alice", fmt.Sprintf("Wrong-Unique-Pw%06d", i)))
+	}
+	a.Sessions.FlushUse(context.Background())
+	files, _ := filepath.Glob(filepath.Join(a.Dir, "stepgate.db*"))
+	if len(files) == 0 {
+		t.Fatal("no database files")
+	}
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range []string{"Classmate-Unique-Pw", "Wrong-Unique-Pw", code} {
+			if bytes.Contains(b, []byte(s)) {
+				t.Fatalf("%s holds %q in clear", f, s)
+			}
 		}
 	}
 }
