@@ -368,8 +368,10 @@ func (v *Verifier) sessionHit(ctx context.Context, a *Attempt, acct *account, ke
 	}
 	u := acct.user
 	if sess.Epoch != u.Epoch || u.Disabled || (u.Service && !a.ServiceAccounts) {
-		// Made before the account's last security change: dead.
+		// Made before the account's last security change: dead, here
+		// and in the store.
 		v.sessions.RevokeBefore(u.Name, u.Epoch+1)
+		v.sessions.Drop(sess)
 		return Decision{}, false
 	}
 	if a.Password != nil {
