@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -263,4 +265,90 @@ func TestStoreHoldsNoString(t *testing.T) {
 			}
 		}
 	}
+}
+
+// BenchmarkSessionHitStore is BenchmarkSessionHit with sessions kept in
+// memory only (as before they moved to the store) and with the store
+// behind them: a hit reads memory in both, so the two should match.
+func BenchmarkSessionHitStore(b *testing.B) {
+	for _, durable := range []bool{false, true} {
+		name := "memory"
+		if durable {
+			name = "store"
+		}
+		b.Run(name, func(b *testing.B) {
+			e := verifiertest.New(b, verifiertest.Options{Configure: discardAudit, SessionConfig: func(c *session.Config) {
+				if !durable {
+					c.Durable = nil
+				}
+			}})
+			u := e.AddEnrolled(b, "alice", "classmate")
+			a := verifier.Attempt{Protocol: "ldap", User: "alice", Secret: "classmate" + u.Code(b), Remote: "127.0.0.1"}
+			if d := e.Verifier.Verify(context.Background(), a); !d.Allowed() {
+				b.Fatal(d.Reason)
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				if d := e.Verifier.Verify(context.Background(), a); d.Reason != verifier.ReasonSession {
+					b.Fatal(d.Reason)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkRevokeToRefusal measures the time from a revoke on instance B
+// to the session's connections closing on instance A, which polls the
+// change log as `stepgate serve` does (every 250 ms). Run it with
+// -benchtime=40x; it reports the median and the 99th percentile.
+func BenchmarkRevokeToRefusal(b *testing.B) {
+	policy := func(c *verifier.Config) { discardAudit(c); c.Policy = verifier.PolicyAllow }
+	a := verifiertest.New(b, verifiertest.Options{Configure: policy})
+	bb := verifiertest.New(b, verifiertest.Options{Configure: policy, Join: a})
+	a.AddUser(b, "alice", "classmate")
+	if _, err := bb.Verifier.Refresh(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		t := time.NewTicker(250 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+				a.Verifier.Refresh(context.Background())
+			}
+		}
+	}()
+	var took []time.Duration
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		d := a.Verifier.Verify(context.Background(), attempt("alice", "classmate"))
+		if !d.Allowed() {
+			b.Fatal(d.Reason)
+		}
+		// Revokes come at any moment of A's poll period, not just after
+		// the poll that closed the last one.
+		b.StopTimer()
+		time.Sleep(time.Duration(rand.Int64N(int64(250 * time.Millisecond))))
+		b.StartTimer()
+		start := time.Now()
+		if found, err := bb.Sessions.RevokeEverywhere(context.Background(), d.Session.SessionID()); err != nil || !found {
+			b.Fatal(found, err)
+		}
+		select {
+		case <-d.Session.Revoked():
+		case <-time.After(5 * time.Second):
+			b.Fatal("not closed within 5s")
+		}
+		took = append(took, time.Since(start))
+	}
+	b.StopTimer()
+	slices.Sort(took)
+	b.ReportMetric(float64(took[len(took)/2].Milliseconds()), "median-ms")
+	b.ReportMetric(float64(took[len(took)*99/100].Milliseconds()), "p99-ms")
 }
