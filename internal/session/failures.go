@@ -214,6 +214,11 @@ type Admission struct {
 // budget: with a budget of 5, at most 5 guesses are evaluated per window,
 // however many arrive at once. Empty keys are skipped.
 func (s *Store) Admit(keys ...string) (adm *Admission, ok bool) {
+	if s.lockedHere(keys) {
+		// Known locked: a flood of attempts while locked out costs no
+		// read of the store.
+		return nil, false
+	}
 	views := s.fetchRemote(keys)
 	now := s.now()
 	txn := s.db.Txn(true)
@@ -256,6 +261,22 @@ func (s *Store) Admit(keys ...string) (adm *Admission, ok bool) {
 		adm.keys = append(adm.keys, c.Key)
 	}
 	return adm, true
+}
+
+// lockedHere reports whether any of keys is locked out as far as this
+// instance knows (its own lockout, or another instance's that it read).
+func (s *Store) lockedHere(keys []string) bool {
+	txn := s.db.Txn(false)
+	now := s.now()
+	for _, k := range keys {
+		if k == "" {
+			continue
+		}
+		if raw, err := txn.First(tableFailures, "id", k); err == nil && raw != nil && now.Before(raw.(*counter).lockedUntil()) {
+			return true
+		}
+	}
+	return false
 }
 
 // current returns a copy of key's counter with the failures that fell
