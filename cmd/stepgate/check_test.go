@@ -52,11 +52,14 @@ func TestCheckAsksTheRunningServer(t *testing.T) {
 		t.Fatalf("serve: exit %d, or its output holds the string:\n%s\n%s", r.code, r.stdout, r.stderr)
 	}
 
-	// No server: check decides here. The server's snapshot holds the
-	// session, but this process does not read it: the string's code is
-	// used (replayed) and a fresh one signs in.
-	if r := run(t, dir, stored, "check", "--verbose", "alice"); r.code != 1 || r.stdout != "deny\n" || r.stderr != "deny: replayed_code\n" {
-		t.Fatalf("the used string without a server: %+v", r)
+	// No server: check decides here, with the store's sessions and
+	// replay guard: the server's session is a hit, another string with
+	// its used code a replay, and a fresh code signs in.
+	if r := run(t, dir, stored, "check", "--verbose", "alice"); r.code != 0 || !strings.HasPrefix(r.stderr, "allow: session\n") {
+		t.Fatalf("the server's string without a server: %+v, want a session hit", r)
+	}
+	if r := run(t, dir, "x"+stored, "check", "--verbose", "alice"); r.code != 1 || r.stdout != "deny\n" || r.stderr != "deny: replayed_code\n" {
+		t.Fatalf("the used code in another string without a server: %+v", r)
 	}
 	fresh := pw + code(t, secret, now.Add(30*time.Second))
 	r = run(t, dir, fresh, "check", "alice")

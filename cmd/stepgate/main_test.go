@@ -133,9 +133,12 @@ func TestEnrollAndCheck(t *testing.T) {
 	if r := run(t, dir, pw+next+"\n", "check", "alice"); r.code != 0 || r.stdout != "allow\n" {
 		t.Fatalf("check allow: %+v", r)
 	}
-	// The same string in a new process: the code is used (replay), and no
-	// session lives across CLI processes.
-	replay := run(t, dir, pw+next, "check", "alice")
+	// The same string in a new process: its session is in the store.
+	if r := run(t, dir, pw+next, "check", "--verbose", "alice"); r.code != 0 || !strings.HasPrefix(r.stderr, "allow: session\n") {
+		t.Fatalf("the same string in a new process: %+v, want a session hit", r)
+	}
+	// Another string with the used code: a replay.
+	replay := run(t, dir, "x"+pw+next, "check", "alice")
 	wrongCode := run(t, dir, pw+"000000", "check", "alice")
 	wrongPassword := run(t, dir, "Correct horse 42"+code(t, enrolled.Secret, now.Add(30*time.Second)), "check", "alice")
 	unknown := run(t, dir, pw+next, "check", "mallory")
@@ -144,7 +147,7 @@ func TestEnrollAndCheck(t *testing.T) {
 			t.Errorf("%s: %+v, want deny with the generic reason", name, r)
 		}
 	}
-	if r := run(t, dir, pw+next, "check", "--verbose", "alice"); !strings.Contains(r.stderr, "replayed_code") {
+	if r := run(t, dir, "x"+pw+next, "check", "--verbose", "alice"); !strings.Contains(r.stderr, "replayed_code") {
 		t.Errorf("check --verbose does not give the internal reason: %q", r.stderr)
 	}
 

@@ -96,9 +96,33 @@ func (c *Control) check(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, CheckResult{Result: d.Result, Reason: d.Reason, Message: d.Message})
 }
 
+// list shows the sessions of every instance: the store holds them all
+// (this instance's memory only those used here). Without a store, the
+// sessions held here.
 func (c *Control) list(w http.ResponseWriter, r *http.Request) {
 	out := []SessionInfo{}
-	for _, s := range c.Verifier.Sessions().List(r.URL.Query().Get("user")) {
+	user := r.URL.Query().Get("user")
+	sessions := c.Verifier.Sessions()
+	if sessions.Durable() && c.Store != nil {
+		stored, err := c.Store.Sessions(r.Context(), user)
+		if err != nil {
+			writeError(w, http.StatusInternalServerError, err.Error())
+			return
+		}
+		for _, rec := range stored {
+			info := SessionInfo{ID: rec.ID, User: rec.User, Protocol: rec.Protocol, Remote: rec.Remote,
+				Created: rec.Created.UTC(), LastUsed: rec.LastUsed.UTC(), Expires: rec.Expires.UTC()}
+			if s, ok := sessions.Get(rec.ID); ok {
+				info = Info(s) // used here since the last write of its use
+			} else if !sessions.LiveRecord(&rec) {
+				continue
+			}
+			out = append(out, info)
+		}
+		writeJSON(w, http.StatusOK, out)
+		return
+	}
+	for _, s := range sessions.List(user) {
 		out = append(out, Info(s))
 	}
 	writeJSON(w, http.StatusOK, out)
@@ -118,13 +142,18 @@ func (c *Control) revoke(w http.ResponseWriter, r *http.Request) {
 	}
 	sessions := c.Verifier.Sessions()
 	if req.ID != "" {
-		n := 0
-		if sessions.Revoke(req.ID) {
-			n = 1
-		} else {
+		// Deleted from the store, and logged as a change: every other
+		// instance closes it on its next poll (within a second).
+		found, err := sessions.RevokeEverywhere(r.Context(), req.ID)
+		if err != nil {
+			writeError(w, http.StatusInternalServerError, err.Error())
+			return
+		}
+		if !found {
 			writeError(w, http.StatusNotFound, fmt.Sprintf("no session %s", req.ID))
 			return
 		}
+		n := 1
 		c.Log.Info("session revoked", "session", req.ID)
 		writeJSON(w, http.StatusOK, RevokeResult{Revoked: n})
 		return
@@ -134,15 +163,24 @@ func (c *Control) revoke(w http.ResponseWriter, r *http.Request) {
 	// moved belong to the new epoch legitimately.
 	if err := c.Store.BumpEpoch(r.Context(), req.User); err != nil {
 		if errors.Is(err, store.ErrNotFound) {
-			// Sessions of users known only upstream have no account row.
-			n := sessions.RevokeUser(req.User)
+			// Sessions of users known only upstream have no account row:
+			// the change logged with their deletion reaches the others.
+			n, err := sessions.RevokeUserEverywhere(r.Context(), req.User)
+			if err != nil {
+				writeError(w, http.StatusInternalServerError, err.Error())
+				return
+			}
 			writeJSON(w, http.StatusOK, RevokeResult{Revoked: n})
 			return
 		}
 		writeError(w, http.StatusInternalServerError, err.Error())
 		return
 	}
-	n := sessions.RevokeUser(req.User)
+	n, err := sessions.RevokeUserEverywhere(r.Context(), req.User)
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, err.Error())
+		return
+	}
 	if _, err := c.Verifier.Refresh(r.Context()); err != nil {
 		c.Log.Error("refresh after revoke", "err", err)
 	}

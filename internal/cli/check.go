@@ -74,9 +74,9 @@ string then works over LDAP and IMAP; without one it decides on its own.`,
 				return exitError{ExitFailure}
 			}
 			if local {
-				// Only a success leaves something behind that the person
-				// could expect a server to see: a used code and a session.
-				fmt.Fprintf(a.stderr, "note: no server runs on %s; decided here, and the session ended with this process\n", a.dir().Path)
+				// Only a success leaves something behind: a used code and
+				// a session, both in the store, where a server finds them.
+				fmt.Fprintf(a.stderr, "note: no server runs on %s; decided here, and the session is in the store for the server\n", a.dir().Path)
 			}
 			return nil
 		},

@@ -53,7 +53,7 @@ func BenchmarkSentCodeSignIn(b *testing.B) {
 		want(b, r.verify("alice", "pw", fmt.Sprintf("10.0.%d.%d", i/250%250, i%250)), verifier.Deny, verifier.ReasonCodeSent)
 		msgs := r.gw.messages()
 		code := find(b, smsCode, msgs[len(msgs)-1].Message)
-		r.e.Sessions.RevokeUser("alice")
+		r.e.Sessions.RevokeUserEverywhere(context.Background(), "alice")
 		b.StartTimer()
 		want(b, r.verify("alice", "pw"+code, "10.1.0.1"), verifier.Allow, verifier.ReasonCode)
 	}

@@ -50,7 +50,7 @@ func TestEmailedCodeSignsInOnce(t *testing.T) {
 	}
 	// The session carries the same string on; a new one needs a new code.
 	want(t, r.verify("alice", "classmate"+code, remote), verifier.Allow, verifier.ReasonSession)
-	r.e.Sessions.RevokeUser("alice")
+	r.e.Sessions.RevokeUserEverywhere(context.Background(), "alice")
 	want(t, r.verify("alice", "classmate"+code, remote), verifier.Deny, verifier.ReasonBadCode)
 	// A TOTP code still works beside it.
 	want(t, r.verify("alice", "classmate"+alice.NextCode(t), remote), verifier.Allow, verifier.ReasonCode)
@@ -270,7 +270,7 @@ func TestRecoveryCodes(t *testing.T) {
 	if !strings.Contains(alert.Header("Subject"), "recovery code was used") || !strings.Contains(alert.Body(), "9 recovery codes are left") {
 		t.Fatalf("alert %q: %q", alert.Header("Subject"), alert.Body())
 	}
-	r.e.Sessions.RevokeUser("ivy")
+	r.e.Sessions.RevokeUserEverywhere(context.Background(), "ivy")
 	want(t, r.verify("ivy", "ivypw"+codes[0], remote), verifier.Deny, verifier.ReasonBadCode)
 	// A wrong password does not use a code up.
 	want(t, r.verify("ivy", "nope"+codes[1], remote), verifier.Deny, verifier.ReasonBadPassword)

@@ -165,7 +165,7 @@ func TestApacheCacheHidesRevocation(t *testing.T) {
 			if got := ap.Get(t, "alice", stored); got != 200 {
 				t.Fatalf("password and code: HTTP %d, want 200\n%s", got, ap.Log())
 			}
-			if n := core.Sessions.RevokeUser("alice"); n != 1 {
+			if n, _ := core.Sessions.RevokeUserEverywhere(context.Background(), "alice"); n != 1 {
 				t.Fatalf("%d sessions revoked, want 1", n)
 			}
 			if got := ap.Get(t, "alice", stored); got != c.want {

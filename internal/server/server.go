@@ -91,6 +91,9 @@ func NewCore(ctx context.Context, cfg *config.Config, dir datadir.Dir, log *slog
 			MaxFailures: cfg.Lockout.MaxFailures, Window: cfg.Lockout.Window.D(),
 			Lockout: cfg.Lockout.Duration.D(), MaxLockout: cfg.Lockout.MaxDuration.D(),
 		},
+		// Sessions and the lockout log live in the store: they survive a
+		// crash, and every instance on the same store shares them.
+		Durable: st,
 	})
 	if err != nil {
 		closers.Close()
@@ -209,13 +212,26 @@ func Run(ctx context.Context, opts Options) error {
 	return svc.shutdown(core, fes, opts.DataDir.Snapshot())
 }
 
+// refreshEvery is how often the store's change log is polled: a revoke or
+// a security change made on another instance (or by the CLI) closes the
+// sessions and connections here within this, plus one small read.
+const refreshEvery = 250 * time.Millisecond
+
 // startHousekeeping runs the background loops until the returned channel
-// is closed: idle sessions swept, accounts refreshed from the store, and
-// a store whose writes failed probed, so that /readyz turns ready again.
+// is closed: idle sessions swept, sessions' last use written, accounts
+// and sessions refreshed from the store, and a store whose writes failed
+// probed, so that /readyz turns ready again.
 func startHousekeeping(core *Core) chan<- struct{} {
 	stop := make(chan struct{})
 	go every(time.Minute, stop, func() { core.Sessions.Sweep() })
-	go every(time.Second, stop, func() {
+	go every(session.TouchEvery, stop, func() {
+		ctx, cancel := context.WithTimeout(context.Background(), session.TouchEvery)
+		defer cancel()
+		if err := core.Sessions.FlushUse(ctx); err != nil {
+			core.Log.Error("writing sessions' last use", "err", err)
+		}
+	})
+	go every(refreshEvery, stop, func() {
 		if _, err := core.Verifier.Refresh(context.Background()); err != nil {
 			core.Log.Error("refreshing accounts", "err", err)
 		}
@@ -308,8 +324,8 @@ func (s *services) serveAdmin(core *Core, fes frontEnds, addrs *Addrs) error {
 }
 
 // shutdown stops the HTTP servers, waits for every service (the front
-// ends stop with the run's context), closes the front ends and saves the
-// sessions for the next run.
+// ends stop with the run's context), closes the front ends, writes the
+// sessions' last use and saves the sent codes for the next run.
 func (s *services) shutdown(core *Core, fes frontEnds, snapshot string) error {
 	core.Log.Info("shutting down")
 	ctx, done := context.WithTimeout(context.Background(), 10*time.Second)
@@ -319,8 +335,11 @@ func (s *services) shutdown(core *Core, fes frontEnds, snapshot string) error {
 	}
 	s.wg.Wait()
 	fes.Close()
+	if err := core.Sessions.FlushUse(ctx); err != nil {
+		core.Log.Error("sessions' last use not written", "err", err)
+	}
 	if err := saveSessions(core, snapshot); err != nil {
-		core.Log.Error("sessions not saved for the next run", "err", err)
+		core.Log.Error("sent codes not saved for the next run", "err", err)
 	}
 	select {
 	case err := <-s.errc:

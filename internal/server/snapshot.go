@@ -12,9 +12,11 @@ import (
 // snapshotContext binds the sealed snapshot to its use.
 const snapshotContext = "session snapshot"
 
-// saveSessions seals the live sessions and failure counters into path (in
-// the data folder) at shutdown, so that a restart does not send every
-// device's owner back for a new code.
+// saveSessions seals the codes sent by e-mail or SMS and their send
+// budgets into path (in the data folder) at shutdown, so that a code sent
+// a minute before a restart still works after it. Sessions and failure
+// counters are not in it: they live in the store, where a crash does not
+// lose them and every instance finds them.
 func saveSessions(core *Core, path string) error {
 	var buf bytes.Buffer
 	if err := core.Sessions.Snapshot(&buf); err != nil {
@@ -36,8 +38,9 @@ func saveSessions(core *Core, path string) error {
 }
 
 // loadSessions restores a snapshot and removes it, so that a crash later
-// never brings back sessions from an older run. It returns the number of
-// sessions restored.
+// never brings back codes from an older run. It returns the number of
+// sessions restored (from a snapshot of a stepgate before sessions moved
+// to the store; they are written there).
 func loadSessions(core *Core, path string) (int, error) {
 	sealed, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -54,7 +57,7 @@ func loadSessions(core *Core, path string) (int, error) {
 	return core.Sessions.Restore(bytes.NewReader(raw))
 }
 
-// restoreSessions brings back the sessions saved at the last shutdown.
+// restoreSessions brings back what was saved at the last shutdown.
 func restoreSessions(ctx context.Context, core *Core, path string) error {
 	n, err := loadSessions(core, path)
 	if err != nil {

@@ -54,6 +54,9 @@ type counter struct {
 	// failure is counted. It is not written to a snapshot: nothing is in
 	// flight across a restart.
 	InFlight int `json:"-"`
+	// Remote is what the other instances counted for the key, as the
+	// store said at the last admission.
+	Remote *remoteView `json:"-"`
 }
 
 func (l Limits) forgettable(c *counter, now time.Time) bool {
@@ -93,8 +96,8 @@ func (s *Store) Locked(key string) (time.Time, bool) {
 		return time.Time{}, false
 	}
 	c := raw.(*counter)
-	if s.now().Before(c.LockedUntil) {
-		return c.LockedUntil, true
+	if until := c.lockedUntil(); s.now().Before(until) {
+		return until, true
 	}
 	return time.Time{}, false
 }
@@ -107,11 +110,12 @@ func (s *Store) Fail(key string) (until time.Time, lockedNow bool) {
 	txn := s.db.Txn(true)
 	defer txn.Abort()
 	c := s.current(txn, key, now)
-	until, lockedNow = s.count(c, now, "")
+	until, lockedNow, counted := s.count(c, now, "")
 	if err := txn.Insert(tableFailures, c); err != nil {
 		return time.Time{}, false
 	}
 	txn.Commit()
+	s.record(c, now, "", counted, lockedNow, false)
 	return until, lockedNow
 }
 
@@ -210,22 +214,43 @@ type Admission struct {
 // budget: with a budget of 5, at most 5 guesses are evaluated per window,
 // however many arrive at once. Empty keys are skipped.
 func (s *Store) Admit(keys ...string) (adm *Admission, ok bool) {
+	if s.lockedHere(keys) {
+		// Known locked: a flood of attempts while locked out costs no
+		// read of the store.
+		return nil, false
+	}
+	views := s.fetchRemote(keys)
 	now := s.now()
 	txn := s.db.Txn(true)
 	defer txn.Abort()
 	held := make([]*counter, 0, len(keys))
+	refused := false
 	for _, k := range keys {
 		if k == "" {
 			continue
 		}
-		c := s.current(txn, k, now)
-		if now.Before(c.LockedUntil) || len(c.Recent)+c.InFlight >= s.limits.MaxFailures {
-			return nil, false
+		if v, ok := views[k]; ok {
+			s.setRemote(txn, k, v, now)
 		}
-		c.InFlight++
+		c := s.current(txn, k, now)
+		if now.Before(c.lockedUntil()) || len(c.Recent)+c.remoteExtra(s.limits, now)+c.InFlight >= s.limits.MaxFailures {
+			refused = true
+		}
 		held = append(held, c)
 	}
+	if refused {
+		// The other instances' failures and lockouts are kept even so:
+		// the lockout message says until when.
+		if len(views) > 0 {
+			for _, c := range held {
+				txn.Insert(tableFailures, c)
+			}
+			txn.Commit()
+		}
+		return nil, false
+	}
 	for _, c := range held {
+		c.InFlight++
 		if err := txn.Insert(tableFailures, c); err != nil {
 			return nil, false
 		}
@@ -238,6 +263,22 @@ func (s *Store) Admit(keys ...string) (adm *Admission, ok bool) {
 	return adm, true
 }
 
+// lockedHere reports whether any of keys is locked out as far as this
+// instance knows (its own lockout, or another instance's that it read).
+func (s *Store) lockedHere(keys []string) bool {
+	txn := s.db.Txn(false)
+	now := s.now()
+	for _, k := range keys {
+		if k == "" {
+			continue
+		}
+		if raw, err := txn.First(tableFailures, "id", k); err == nil && raw != nil && now.Before(raw.(*counter).lockedUntil()) {
+			return true
+		}
+	}
+	return false
+}
+
 // current returns a copy of key's counter with the failures that fell
 // out of the window dropped, ready to be changed and inserted.
 func (s *Store) current(txn *memdb.Txn, key string, now time.Time) *counter {
@@ -247,6 +288,10 @@ func (s *Store) current(txn *memdb.Txn, key string, now time.Time) *counter {
 		*c = *old
 	}
 	cut := now.Add(-s.limits.Window).UnixNano()
+	if c.Remote != nil && c.Remote.resetAt > cut {
+		// A success on another instance forgave what came before it.
+		cut = c.Remote.resetAt
+	}
 	kept := make([]int64, 0, len(c.Recent)+1)
 	strs := make([]string, 0, len(c.Recent)+1)
 	for i, t := range c.Recent {
@@ -298,6 +343,12 @@ func (a *Admission) Done(o Outcome, str Key) (locked map[string]time.Time) {
 	now := s.now()
 	txn := s.db.Txn(true)
 	defer txn.Abort()
+	type note struct {
+		c                        *counter
+		str                      string
+		counted, lockedNow, rset bool
+	}
+	var notes []note
 	for _, k := range a.keys {
 		c := s.current(txn, k, now)
 		if c.InFlight > 0 {
@@ -305,21 +356,29 @@ func (a *Admission) Done(o Outcome, str Key) (locked map[string]time.Time) {
 		}
 		switch o {
 		case Succeeded:
+			if len(c.Recent) > 0 || c.Level > 0 || (c.Remote != nil && (len(c.Remote.fails) > 0 || c.Remote.level > 0)) {
+				notes = append(notes, note{c: c, rset: true})
+			}
 			c.Recent, c.Strings, c.LockedUntil, c.Level = nil, nil, time.Time{}, 0
+			if c.Remote != nil {
+				c.Remote = &remoteView{resetAt: now.UnixNano()}
+			}
 		case Failed, Final:
 			h := failedString(str)
 			if o == Final {
 				h += memorable
 			}
-			if until, now := s.count(c, now, h); now {
+			until, lockedNow, counted := s.count(c, now, h)
+			if lockedNow {
 				if locked == nil {
 					locked = map[string]time.Time{}
 				}
 				locked[k] = until
 			}
+			notes = append(notes, note{c: c, str: h, counted: counted, lockedNow: lockedNow})
 		}
 		var err error
-		if c.InFlight == 0 && len(c.Recent) == 0 && c.LockedUntil.IsZero() && c.Level == 0 {
+		if c.InFlight == 0 && len(c.Recent) == 0 && c.LockedUntil.IsZero() && c.Level == 0 && c.Remote == nil {
 			_, err = txn.DeleteAll(tableFailures, "id", k)
 		} else {
 			err = txn.Insert(tableFailures, c)
@@ -329,21 +388,33 @@ func (a *Admission) Done(o Outcome, str Key) (locked map[string]time.Time) {
 		}
 	}
 	txn.Commit()
+	for _, n := range notes {
+		s.record(n.c, now, n.str, n.counted, n.lockedNow, n.rset)
+	}
 	return locked
 }
 
 // count adds one failure at now, of the string hashed as str ("" for none),
 // to c, which current has trimmed to the window, and reports whether it
-// started a lockout.
-func (s *Store) count(c *counter, now time.Time, str string) (until time.Time, lockedNow bool) {
-	if now.Before(c.LockedUntil) {
+// started a lockout and whether it was counted. The other instances'
+// failures count towards the lockout, and a string that failed there is
+// not counted again here.
+func (s *Store) count(c *counter, now time.Time, str string) (until time.Time, lockedNow, counted bool) {
+	if now.Before(c.lockedUntil()) {
 		// Already locked: failures while locked neither extend nor count.
-		return c.LockedUntil, false
+		return c.lockedUntil(), false, false
 	}
 	if str != "" {
 		for i := range c.Recent {
 			if sameString(c.stringAt(i), str) {
-				return c.LockedUntil, false // the same stale string again
+				return c.LockedUntil, false, false // the same stale string again
+			}
+		}
+		if c.Remote != nil {
+			for _, f := range c.Remote.fails {
+				if sameString(f.str, str) {
+					return c.LockedUntil, false, false
+				}
 			}
 		}
 	}
@@ -355,11 +426,17 @@ func (s *Store) count(c *counter, now time.Time, str string) (until time.Time, l
 	if n := len(c.Recent) - s.limits.MaxFailures; n > 0 {
 		c.Recent, c.Strings = c.Recent[n:], c.Strings[n:]
 	}
-	if len(c.Recent) >= s.limits.MaxFailures {
+	if len(c.Recent)+c.remoteExtra(s.limits, now) >= s.limits.MaxFailures {
+		if c.Remote != nil && c.Remote.level > c.Level {
+			c.Level = c.Remote.level
+		}
 		c.Level++
 		c.LockedUntil = now.Add(s.limits.duration(c.Level))
 		c.Recent, c.Strings = nil, nil
-		return c.LockedUntil, true
+		if c.Remote != nil {
+			c.Remote = &remoteView{lockedUntil: c.Remote.lockedUntil, level: c.Remote.level, resetAt: c.Remote.resetAt}
+		}
+		return c.LockedUntil, true, true
 	}
-	return c.LockedUntil, false
+	return c.LockedUntil, false, true
 }

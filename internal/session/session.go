@@ -4,10 +4,9 @@
 package session
 
 import (
+	"context"
 	"crypto/hmac"
-	"crypto/rand"
 	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"hash"
@@ -36,6 +35,9 @@ type Config struct {
 	Limits Limits
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// Durable, when set, keeps sessions and the lockout log for every
+	// instance and across crashes; memory is then its cache.
+	Durable Durable
 }
 
 // Key is the keyed hash of a user name and a submitted string. The string
@@ -58,13 +60,18 @@ type Session struct {
 	Epoch int64
 	// PasswordLen is how much of the submitted string is the password (the
 	// rest was the code), so that a backend that must see the password on
-	// every connection can be given it.
+	// every connection can be given it. The store does not keep it: a
+	// session read from there has 0, and the split rule (or Whole) finds
+	// the password again in the string that hit it.
 	PasswordLen int
+	// Whole is true when the whole string is the password.
+	Whole bool
 
 	// lastUsed (unix nanoseconds) slides the idle expiry. It is the one
 	// field changed in place: it is not indexed, and writing a new memdb
 	// object on every hit would put a write transaction on the hottest path.
 	lastUsed atomic.Int64
+	flushed  atomic.Int64 // the last use written to the store
 	revoked  chan struct{}
 	once     sync.Once
 }
@@ -88,6 +95,8 @@ type Store struct {
 	limits   Limits
 	hashers  sync.Pool
 	live     atomic.Int64
+	durable  Durable
+	instance string
 }
 
 const (
@@ -144,7 +153,8 @@ func New(cfg Config) (*Store, error) {
 		return nil, fmt.Errorf("session: %w", err)
 	}
 	key := append([]byte(nil), cfg.HashKey...)
-	s := &Store{db: db, now: cfg.Now, idle: cfg.Idle, absolute: cfg.Absolute, limits: limits}
+	s := &Store{db: db, now: cfg.Now, idle: cfg.Idle, absolute: cfg.Absolute, limits: limits,
+		durable: cfg.Durable, instance: newInstance()}
 	s.hashers.New = func() any { return hmac.New(sha256.New, key) }
 	return s, nil
 }
@@ -195,53 +205,36 @@ type NewSession struct {
 	Remote      string
 	Epoch       int64
 	PasswordLen int
+	Whole       bool
 }
 
 // Create makes a session, or returns the live one that already exists for
-// the same user and key (a second connection that raced the first).
+// the same user and key (a second connection that raced the first). With
+// a store, the session is written there before it is returned.
 func (s *Store) Create(n NewSession) (*Session, error) {
+	return s.CreateContext(context.Background(), n)
+}
+
+// CreateContext is Create with the context of the store write.
+func (s *Store) CreateContext(ctx context.Context, n NewSession) (*Session, error) {
 	now := s.now()
-	txn := s.db.Txn(true)
-	defer txn.Abort()
-	var replaced *Session
-	if raw, err := txn.First(tableSessions, "hash", string(n.Key[:])); err == nil && raw != nil {
+	if raw, err := s.db.Txn(false).First(tableSessions, "hash", string(n.Key[:])); err == nil && raw != nil {
 		old := raw.(*Session)
 		if old.User == n.User && !s.expired(old, now) && old.Epoch == n.Epoch {
 			old.lastUsed.Store(now.UnixNano())
 			return old, nil
 		}
-		if err := txn.Delete(tableSessions, old); err != nil {
+	}
+	sess, err := s.Prepare(n)
+	if err != nil {
+		return nil, err
+	}
+	if s.durable != nil {
+		if err := s.durable.SaveSession(ctx, sess.Record()); err != nil {
 			return nil, fmt.Errorf("session: %w", err)
 		}
-		replaced = old
 	}
-	var id [8]byte
-	if _, err := rand.Read(id[:]); err != nil {
-		return nil, fmt.Errorf("session id: %w", err)
-	}
-	sess := &Session{
-		ID:          hex.EncodeToString(id[:]),
-		User:        n.User,
-		Hash:        string(n.Key[:]),
-		Protocol:    n.Protocol,
-		Remote:      n.Remote,
-		Created:     now,
-		Expires:     now.Add(s.absolute),
-		Epoch:       n.Epoch,
-		PasswordLen: n.PasswordLen,
-		revoked:     make(chan struct{}),
-	}
-	sess.lastUsed.Store(now.UnixNano())
-	if err := txn.Insert(tableSessions, sess); err != nil {
-		return nil, fmt.Errorf("session: %w", err)
-	}
-	txn.Commit()
-	if replaced != nil {
-		replaced.revoke()
-	} else {
-		s.live.Add(1)
-	}
-	return sess, nil
+	return s.add(sess), nil
 }
 
 // Get returns the session with id, live or not yet swept.
@@ -300,7 +293,10 @@ func (s *Store) RevokeBefore(user string, epoch int64) int {
 
 // Drop ends one session without counting it as revoked by an administrator
 // (the upstream refused its password, say). Its connections are closed.
-func (s *Store) Drop(sess *Session) { s.Revoke(sess.ID) }
+func (s *Store) Drop(sess *Session) {
+	s.Revoke(sess.ID)
+	s.dropStored(sess)
+}
 
 func (s *Store) deleteWhere(get func(*memdb.Txn) (memdb.ResultIterator, error), keep func(*Session) bool) int {
 	txn := s.db.Txn(true)
@@ -366,5 +362,6 @@ func (s *Store) Sweep() int {
 	txn.Commit()
 	s.live.Add(-int64(len(dead)))
 	s.sweepSentCodes(now)
+	s.sweepStored(now)
 	return len(dead)
 }

@@ -1,6 +1,7 @@
 package session
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -10,13 +11,17 @@ import (
 )
 
 // snapshot is the short-lived state written at shutdown and read at the
-// next start, so that an upgrade or restart does not make every mail
-// client and device ask its owner for a new code.
+// next start that the store does not hold: codes sent by e-mail or SMS
+// and their send budgets. Sessions and failure counters live in the store
+// since version 3 (they survive a crash there, and every instance shares
+// them); Restore still reads them from a version 1 or 2 snapshot, and
+// writes those sessions to the store, so that an upgrade costs nobody a
+// code.
 type snapshot struct {
 	Version  int               `json:"version"`
 	Taken    time.Time         `json:"taken"`
-	Sessions []snapshotSession `json:"sessions"`
-	Failures []counter         `json:"failures"`
+	Sessions []snapshotSession `json:"sessions,omitempty"` // up to version 2
+	Failures []counter         `json:"failures,omitempty"` // up to version 2
 	// Since version 2: a code sent a minute before a restart still works
 	// after it, and the send budgets are not refilled by restarting.
 	SentCodes []SentCode `json:"sent_codes,omitempty"`
@@ -36,37 +41,15 @@ type snapshotSession struct {
 	PasswordLen int       `json:"password_len"`
 }
 
-const snapshotVersion = 2
+const snapshotVersion = 3
 
-// Snapshot writes the live sessions and failure counters to w. The
-// output holds keyed hashes, never a submitted string, but it is still
-// sealed by the caller before it touches the disk.
+// Snapshot writes the sent codes and send budgets to w. The output holds
+// keyed hashes, never a code, but it is still sealed by the caller before
+// it touches the disk.
 func (s *Store) Snapshot(w io.Writer) error {
 	now := s.now()
 	txn := s.db.Txn(false)
 	snap := snapshot{Version: snapshotVersion, Taken: now}
-	it, err := txn.Get(tableSessions, "id")
-	if err != nil {
-		return err
-	}
-	for raw := it.Next(); raw != nil; raw = it.Next() {
-		x := raw.(*Session)
-		if s.expired(x, now) {
-			continue
-		}
-		snap.Sessions = append(snap.Sessions, snapshotSession{ID: x.ID, User: x.User, Hash: []byte(x.Hash),
-			Protocol: x.Protocol, Remote: x.Remote, Created: x.Created, Expires: x.Expires, LastUsed: x.LastUsed(),
-			Epoch: x.Epoch, PasswordLen: x.PasswordLen})
-	}
-	fit, err := txn.Get(tableFailures, "id")
-	if err != nil {
-		return err
-	}
-	for raw := fit.Next(); raw != nil; raw = fit.Next() {
-		if c := raw.(*counter); !s.limits.forgettable(c, now) {
-			snap.Failures = append(snap.Failures, *c)
-		}
-	}
 	cit, err := txn.Get(tableSentCodes, "id")
 	if err != nil {
 		return err
@@ -89,7 +72,8 @@ func (s *Store) Snapshot(w io.Writer) error {
 }
 
 // Restore loads what Snapshot wrote, leaving out what expired meanwhile.
-// It returns the number of sessions restored.
+// It returns the number of sessions restored (from a version 1 or 2
+// snapshot; they are written to the store too).
 func (s *Store) Restore(r io.Reader) (int, error) {
 	var snap snapshot
 	if err := json.NewDecoder(io.LimitReader(r, 1<<30)).Decode(&snap); err != nil {
@@ -149,5 +133,17 @@ func (s *Store) Restore(r io.Reader) (int, error) {
 	}
 	txn.Commit()
 	s.live.Add(int64(n))
+	if s.durable != nil {
+		for _, x := range snap.Sessions {
+			if sess, ok := s.Get(x.ID); ok && !s.expired(sess, now) {
+				ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
+				err := s.durable.SaveSession(ctx, sess.Record())
+				cancel()
+				if err != nil {
+					return n, fmt.Errorf("session snapshot: %w", err)
+				}
+			}
+		}
+	}
 	return n, nil
 }

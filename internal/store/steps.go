@@ -19,11 +19,24 @@ var ErrStepUsed = errors.New("time step already used")
 // (group commit), so the replay guard is as durable as a directory's and
 // far cheaper per sign-in.
 func (s *Store) ConsumeStep(ctx context.Context, id, step int64) error {
-	req := &stepRequest{id: id, step: step, done: make(chan error, 1)}
+	return s.steps.submit(ctx, &stepRequest{id: id, step: step, done: make(chan error, 1)}, s.path)
+}
+
+// stepRequest is one piece of work of a group commit: a time step to
+// record (id non-zero), a session to write (with the step, only when the
+// step is accepted), or lockout events.
+type stepRequest struct {
+	id, step int64
+	sess     *SessionRecord
+	events   []FailureEvent
+	done     chan error
+}
+
+func (c *stepCommitter) submit(ctx context.Context, req *stepRequest, where string) error {
 	select {
-	case s.steps.in <- req:
-	case <-s.steps.quit:
-		return fmt.Errorf("store %s: closed", s.path)
+	case c.in <- req:
+	case <-c.quit:
+		return fmt.Errorf("store %s: closed", where)
 	case <-ctx.Done():
 		return ctx.Err()
 	}
@@ -33,20 +46,19 @@ func (s *Store) ConsumeStep(ctx context.Context, id, step int64) error {
 	return <-req.done
 }
 
-type stepRequest struct {
-	id, step int64
-	done     chan error
-}
-
 type stepCommitter struct {
-	db     *sql.DB
-	query  string      // stepUpdate, bound
-	note   func(error) // told how each commit went (store health)
-	update *sql.Stmt   // used only by run's goroutine
-	in     chan *stepRequest
-	quit   chan struct{}
-	wg     sync.WaitGroup
-	once   sync.Once
+	db      *sql.DB
+	query   string      // stepUpdate, bound
+	upsert  string      // sessionUpsert, bound
+	insert  string      // failureInsert, bound
+	note    func(error) // told how each commit went (store health)
+	update  *sql.Stmt   // used only by run's goroutine
+	saveSes *sql.Stmt   // likewise
+	addFail *sql.Stmt   // likewise
+	in      chan *stepRequest
+	quit    chan struct{}
+	wg      sync.WaitGroup
+	once    sync.Once
 }
 
 // maxBatch bounds one group commit.
@@ -56,10 +68,11 @@ const maxBatch = 512
 // accepted before.
 const stepUpdate = `UPDATE authenticators SET last_step = ? WHERE id = ? AND last_step < ?`
 
-// newStepCommitter starts the group committer; update is stepUpdate bound
+// newStepCommitter starts the group committer; bind binds its statements
 // for the store's engine.
-func newStepCommitter(db *sql.DB, update string, note func(error)) *stepCommitter {
-	c := &stepCommitter{db: db, query: update, note: note, in: make(chan *stepRequest, maxBatch), quit: make(chan struct{})}
+func newStepCommitter(db *sql.DB, bind func(string) string, note func(error)) *stepCommitter {
+	c := &stepCommitter{db: db, query: bind(stepUpdate), upsert: bind(sessionUpsert), insert: bind(failureInsert),
+		note: note, in: make(chan *stepRequest, maxBatch), quit: make(chan struct{})}
 	c.wg.Add(1)
 	go c.run()
 	return c
@@ -68,8 +81,10 @@ func newStepCommitter(db *sql.DB, update string, note func(error)) *stepCommitte
 func (c *stepCommitter) close() {
 	c.once.Do(func() { close(c.quit) })
 	c.wg.Wait()
-	if c.update != nil {
-		c.update.Close()
+	for _, st := range []*sql.Stmt{c.update, c.saveSes, c.addFail} {
+		if st != nil {
+			st.Close()
+		}
 	}
 }
 
@@ -121,30 +136,71 @@ func (c *stepCommitter) commit(batch []*stepRequest) {
 			// Prepared once for the committer's life: parsing the
 			// statement (and compiling its trigger) per batch costs
 			// more than running it.
-			if c.update, err = c.db.Prepare(c.query); err != nil {
-				tx.Rollback()
-				return err
+			for _, p := range []struct {
+				dst **sql.Stmt
+				q   string
+			}{{&c.update, c.query}, {&c.saveSes, c.upsert}, {&c.addFail, c.insert}} {
+				if *p.dst, err = c.db.Prepare(p.q); err != nil {
+					tx.Rollback()
+					return err
+				}
 			}
 		}
-		stmt := tx.Stmt(c.update)
+		var update, save, add *sql.Stmt
+		defer func() {
+			for _, st := range []*sql.Stmt{update, save, add} {
+				if st != nil {
+					st.Close()
+				}
+			}
+		}()
 		for i, r := range batch {
-			res, err := stmt.Exec(r.step, r.id, r.step)
-			if err != nil {
-				stmt.Close()
-				tx.Rollback()
-				return err
+			if r.id != 0 {
+				if update == nil {
+					update = tx.Stmt(c.update)
+				}
+				res, err := update.Exec(r.step, r.id, r.step)
+				if err != nil {
+					tx.Rollback()
+					return err
+				}
+				if n, _ := res.RowsAffected(); n == 0 {
+					results[i] = ErrStepUsed
+					continue // a replayed step opens no session
+				}
 			}
-			if n, _ := res.RowsAffected(); n == 0 {
-				results[i] = ErrStepUsed
+			if r.sess != nil {
+				if save == nil {
+					save = tx.Stmt(c.saveSes)
+				}
+				if _, err := save.Exec(sessionArgs(r.sess)...); err != nil {
+					tx.Rollback()
+					return err
+				}
+			}
+			for j := range r.events {
+				if add == nil {
+					add = tx.Stmt(c.addFail)
+				}
+				if _, err := add.Exec(eventArgs(&r.events[j])...); err != nil {
+					tx.Rollback()
+					return err
+				}
 			}
 		}
-		stmt.Close()
 		return tx.Commit()
 	}()
 	c.note(err)
 	for i, r := range batch {
 		if err != nil {
-			r.done <- fmt.Errorf("recording a used time step: %w", err)
+			what := "recording a used time step"
+			switch {
+			case r.id == 0 && r.sess != nil:
+				what = "writing a session"
+			case r.id == 0:
+				what = "recording failures"
+			}
+			r.done <- fmt.Errorf("%s: %w", what, err)
 		} else {
 			r.done <- results[i]
 		}

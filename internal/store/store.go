@@ -63,7 +63,7 @@ func open(ctx context.Context, d dialect, where string, db *sql.DB, sealer *seal
 		db.Close()
 		return nil, err
 	}
-	s.steps = newStepCommitter(s.db, s.sql(stepUpdate), s.noteWrite)
+	s.steps = newStepCommitter(s.db, s.sql, s.noteWrite)
 	return s, nil
 }
 

@@ -8,10 +8,12 @@ import (
 )
 
 // Refresh notices account changes made by any process (the CLI changing a
-// password next to a running server): changed accounts are dropped from
-// the cache, and every session made under an older epoch, or of an
-// account that is gone or disabled, is revoked, which closes the
-// connections it opened. It returns the number of sessions revoked.
+// password next to a running server, another instance revoking a
+// session): changed accounts are dropped from the cache, and every
+// session made under an older epoch, of an account that is gone or
+// disabled, or that the store no longer holds (revoked on another
+// instance), is revoked here, which closes the connections it opened. It
+// returns the number of sessions revoked.
 func (v *Verifier) Refresh(ctx context.Context) (int, error) {
 	names, full, changed, err := v.accounts.changes(ctx)
 	if err != nil || !changed {
@@ -20,17 +22,26 @@ func (v *Verifier) Refresh(ctx context.Context) (int, error) {
 	var stale []*session.Session
 	if full {
 		stale, err = v.staleSessions(ctx, v.sessions.List(""))
+		if err == nil {
+			var gone []*session.Session
+			gone, err = v.sessions.AllOrphans(ctx)
+			stale = append(stale, gone...)
+		}
 	} else {
 		for _, name := range names {
 			// A string that failed before the change may be right now.
 			if c, err := username.Canonical(name); err == nil {
 				v.sessions.ForgetStrings(session.UserKey(c))
 			}
-			var s []*session.Session
+			var s, gone []*session.Session
 			if s, err = v.staleSessions(ctx, v.sessions.List(name)); err != nil {
 				break
 			}
+			if gone, err = v.sessions.Orphans(ctx, name); err != nil {
+				break
+			}
 			stale = append(stale, s...)
+			stale = append(stale, gone...)
 		}
 	}
 	if err != nil {

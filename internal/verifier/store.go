@@ -13,9 +13,11 @@ type Store interface {
 	accountSource
 	// PruneChanges keeps the newest keep entries of the change log.
 	PruneChanges(ctx context.Context, keep int64) error
-	// ConsumeStep records that step of authenticator id was accepted; it
-	// fails with store.ErrStepUsed when it already was.
-	ConsumeStep(ctx context.Context, id, step int64) error
+	// ConsumeStepWithSession records that step of authenticator id was
+	// accepted, and the sign-in's session with it (nil: none); it fails
+	// with store.ErrStepUsed when the step already was, and then writes
+	// no session.
+	ConsumeStepWithSession(ctx context.Context, id, step int64, sess *store.SessionRecord) error
 }
 
 // accountSource is what the account cache reads: accounts, and the

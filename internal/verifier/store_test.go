@@ -16,9 +16,9 @@ type recordingStore struct {
 	consumed atomic.Int32
 }
 
-func (r *recordingStore) ConsumeStep(ctx context.Context, id, step int64) error {
+func (r *recordingStore) ConsumeStepWithSession(ctx context.Context, id, step int64, sess *store.SessionRecord) error {
 	r.consumed.Add(1)
-	return r.Store.ConsumeStep(ctx, id, step)
+	return r.Store.ConsumeStepWithSession(ctx, id, step, sess)
 }
 
 // TestVerifierUsesItsStoreInterface: the verifier decides through the
@@ -35,7 +35,7 @@ func TestVerifierUsesItsStoreInterface(t *testing.T) {
 	code := alice.Code(t)
 	want(t, verify(e, attempt("alice", "classmate"+code)), verifier.Allow, verifier.ReasonCode)
 	if n := rec.consumed.Load(); n != 1 {
-		t.Fatalf("ConsumeStep called %d times through the interface, want 1", n)
+		t.Fatalf("ConsumeStepWithSession called %d times through the interface, want 1", n)
 	}
 	want(t, verify(e, attempt("alice", "classmate;"+code)), verifier.Deny, verifier.ReasonReplayed)
 }

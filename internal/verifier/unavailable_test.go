@@ -75,7 +75,7 @@ func TestUnrecordedRecoveryCodeIsNotUsed(t *testing.T) {
 		t.Fatal(err)
 	}
 	want(t, verify(e, attempt("alice", secret)), verifier.Allow, verifier.ReasonCode)
-	e.Sessions.RevokeUser("alice")
+	e.Sessions.RevokeUserEverywhere(context.Background(), "alice")
 	if d := verify(e, attempt("alice", secret)); d.Allowed() {
 		t.Fatal("a recovery code worked twice")
 	}

@@ -244,13 +244,15 @@ func (v *Verifier) decide(ctx context.Context, a *Attempt, valid bool) Decision 
 	}
 
 	// 2. A live session for this exact string: the second factor is proven.
-	if d, ok := v.sessionHit(ctx, a, acct, key); ok {
+	if d, ok := v.sessionHit(ctx, a, acct, key, false); ok {
 		return d
 	}
 	unlock := v.flights.lock(key)
 	defer unlock()
-	// Another attempt with the same string may have opened it meanwhile.
-	if d, ok := v.sessionHit(ctx, a, acct, key); ok {
+	// Another attempt with the same string may have opened it meanwhile,
+	// here or on another instance (or before a crash): this time the
+	// store is asked too.
+	if d, ok := v.sessionHit(ctx, a, acct, key, true); ok {
 		return d
 	}
 
@@ -350,22 +352,30 @@ func (v *Verifier) locked(keys ...string) Decision {
 // sessionHit implements step 2. A session is only ever opened for the
 // account the password backend said it authenticated, and is keyed by
 // that account and the exact string, so a hit needs no identity check.
-func (v *Verifier) sessionHit(ctx context.Context, a *Attempt, acct *account, key session.Key) (Decision, bool) {
+func (v *Verifier) sessionHit(ctx context.Context, a *Attempt, acct *account, key session.Key, stored bool) (Decision, bool) {
 	if acct == nil {
 		return Decision{}, false
 	}
-	sess, ok := v.sessions.Lookup(a.User, key)
+	var sess *session.Session
+	var ok bool
+	if stored {
+		sess, ok = v.sessions.Load(ctx, a.User, key)
+	} else {
+		sess, ok = v.sessions.Lookup(a.User, key)
+	}
 	if !ok {
 		return Decision{}, false
 	}
 	u := acct.user
 	if sess.Epoch != u.Epoch || u.Disabled || (u.Service && !a.ServiceAccounts) {
-		// Made before the account's last security change: dead.
+		// Made before the account's last security change: dead, here
+		// and in the store.
 		v.sessions.RevokeBefore(u.Name, u.Epoch+1)
+		v.sessions.Drop(sess)
 		return Decision{}, false
 	}
 	if a.Password != nil {
-		pw := a.Secret[:min(sess.PasswordLen, len(a.Secret))]
+		pw := v.sessionPassword(sess, a.Secret)
 		switch r := v.checkPassword(ctx, a, acct, pw); r {
 		case "":
 		case ReasonBadPassword:
@@ -377,6 +387,23 @@ func (v *Verifier) sessionHit(ctx context.Context, a *Attempt, acct *account, ke
 		}
 	}
 	return Decision{Result: Allow, Reason: ReasonSession, User: u.Name, Session: handle{sess}}, true
+}
+
+// sessionPassword is the password part of the string that hit sess. A
+// session read from the store does not know its password's length (the
+// store keeps nothing of the string but its keyed hash): the split rule
+// that made it finds it again.
+func (v *Verifier) sessionPassword(sess *session.Session, secret string) string {
+	switch {
+	case sess.PasswordLen > 0:
+		return secret[:min(sess.PasswordLen, len(secret))]
+	case sess.Whole:
+		return secret
+	}
+	if parts, err := credential.Split(secret, v.rule); err == nil && parts.HasCode {
+		return parts.Password
+	}
+	return secret
 }
 
 // checkPassword checks pw with the attempt's backend, or the local hash,
@@ -528,15 +555,29 @@ func (v *Verifier) check(ctx context.Context, a *Attempt, acct *account, key ses
 				return deny(r)
 			}
 			if fresh {
-				if r := v.consume(ctx, acct, auth, step); r != "" {
+				sess, err := v.sessions.Prepare(v.newSession(a, acct.user, key, len(parts.Password), false))
+				if err != nil {
+					v.audit.Error("opening session", "user", acct.user.Name, "err", err)
+					return deny(ReasonError)
+				}
+				if r := v.consume(ctx, acct, auth, step, sess); r != "" {
+					if r == ReasonReplayed {
+						// The same string may have just been accepted on
+						// another instance: its session is in the store.
+						if d, ok := v.sessionHit(ctx, a, acct, key, true); ok {
+							return d
+						}
+					}
 					return deny(r)
 				}
+				sess = v.sessions.Add(sess)
+				return Decision{Result: Allow, Reason: ReasonCode, User: acct.user.Name, Session: handle{sess}}
 			} else if used, err := use(); err != nil {
 				return deny(ReasonUnavailable) // not recorded, so not used
 			} else if !used {
 				return deny(ReasonReplayed)
 			}
-			return v.open(a, acct.user, key, len(parts.Password), ReasonCode)
+			return v.open(ctx, a, acct.user, key, len(parts.Password), false, ReasonCode)
 		case replayed:
 			return deny(ReasonReplayed)
 		}
@@ -577,7 +618,7 @@ func (v *Verifier) check(ctx context.Context, a *Attempt, acct *account, key ses
 
 // consume records the step durably; the in-memory guard moves first so
 // that a concurrent attempt with another string sees it at once.
-func (v *Verifier) consume(ctx context.Context, acct *account, auth *authenticator, step int64) Reason {
+func (v *Verifier) consume(ctx context.Context, acct *account, auth *authenticator, step int64, sess *session.Session) Reason {
 	acct.mu.Lock()
 	if step <= auth.lastStep {
 		acct.mu.Unlock()
@@ -586,7 +627,11 @@ func (v *Verifier) consume(ctx context.Context, acct *account, auth *authenticat
 	prev := auth.lastStep
 	auth.lastStep = step
 	acct.mu.Unlock()
-	switch err := v.st.ConsumeStep(ctx, auth.id, step); {
+	var rec *store.SessionRecord
+	if v.sessions.Durable() {
+		rec = sess.Record()
+	}
+	switch err := v.st.ConsumeStepWithSession(ctx, auth.id, step, rec); {
 	case err == nil:
 		return ""
 	case errors.Is(err, store.ErrStepUsed):
@@ -613,17 +658,27 @@ func (v *Verifier) passwordOnly(ctx context.Context, a *Attempt, acct *account, 
 	if r := v.checkIdentity(ctx, a, acct.user.Name); r != "" {
 		return deny(r)
 	}
-	return v.open(a, acct.user, key, len(a.Secret), ReasonPasswordOnly)
+	return v.open(ctx, a, acct.user, key, len(a.Secret), true, ReasonPasswordOnly)
 }
 
-// open is step 9: a session for (user, string).
-func (v *Verifier) open(a *Attempt, u *store.User, key session.Key, pwLen int, r Reason) Decision {
-	sess, err := v.sessions.Create(session.NewSession{
-		User: u.Name, Key: key, Protocol: a.Protocol, Remote: a.Remote, Epoch: u.Epoch, PasswordLen: pwLen,
-	})
+func (v *Verifier) newSession(a *Attempt, u *store.User, key session.Key, pwLen int, whole bool) session.NewSession {
+	return session.NewSession{
+		User: u.Name, Key: key, Protocol: a.Protocol, Remote: a.Remote, Epoch: u.Epoch, PasswordLen: pwLen, Whole: whole,
+	}
+}
+
+// open is step 9 for a sign-in whose code (if any) is already recorded:
+// a session for (user, string), written to the store in the next group
+// commit. A session the store could not take still lets this sign-in in
+// (its code is used): it lives in this instance's memory only.
+func (v *Verifier) open(ctx context.Context, a *Attempt, u *store.User, key session.Key, pwLen int, whole bool, r Reason) Decision {
+	sess, err := v.sessions.CreateContext(ctx, v.newSession(a, u, key, pwLen, whole))
 	if err != nil {
 		v.audit.Error("opening session", "user", u.Name, "err", err)
-		return deny(ReasonError)
+		if sess, err = v.sessions.Prepare(v.newSession(a, u, key, pwLen, whole)); err != nil {
+			return deny(ReasonError)
+		}
+		sess = v.sessions.Add(sess)
 	}
 	return Decision{Result: Allow, Reason: r, User: u.Name, Session: handle{sess}}
 }

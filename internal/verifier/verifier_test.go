@@ -91,7 +91,7 @@ func TestReplay(t *testing.T) {
 	// replayed is told apart in the audit log only.
 	want(t, verify(e, attempt("alice", "classmate;"+code)), verifier.Deny, verifier.ReasonReplayed)
 	// Same code within its window but with the session gone: replay.
-	e.Sessions.RevokeUser("alice")
+	e.Sessions.RevokeUserEverywhere(context.Background(), "alice")
 	want(t, verify(e, attempt("alice", "classmate"+code)), verifier.Deny, verifier.ReasonReplayed)
 	// The next step's code is fresh.
 	want(t, verify(e, attempt("alice", "classmate"+alice.NextCode(t))), verifier.Allow, verifier.ReasonCode)
@@ -415,7 +415,7 @@ func TestSentCodeSeam(t *testing.T) {
 		want(t, verify(e, attempt("alice", "classmate")), verifier.Deny, verifier.ReasonCodeSent)
 	}
 	want(t, verify(e, attempt("alice", "classmate424242")), verifier.Allow, verifier.ReasonCode)
-	e.Sessions.RevokeUser("alice")
+	e.Sessions.RevokeUserEverywhere(context.Background(), "alice")
 	if d := verify(e, attempt("alice", "classmate424242")); d.Allowed() {
 		t.Fatal("a sent code worked twice")
 	}

@@ -55,12 +55,19 @@ type Options struct {
 	Configure func(*verifier.Config)
 	// SessionConfig may change the session store's config.
 	SessionConfig func(*session.Config)
+	// Join, when set, makes this Env another instance on Join's database
+	// (the same file, opened again, as a second process would), with
+	// sessions and failure counters of its own in memory.
+	Join *Env
 }
 
 // New builds an Env in a temporary folder that the test removes.
 func New(t testing.TB, opts Options) *Env {
 	t.Helper()
 	dir := t.TempDir()
+	if opts.Join != nil {
+		dir = opts.Join.Dir
+	}
 	sealer, err := seal.LoadOrCreate(filepath.Join(dir, "sealing.key"))
 	if err != nil {
 		t.Fatal(err)
@@ -74,7 +81,7 @@ func New(t testing.TB, opts Options) *Env {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	scfg := session.Config{HashKey: sealer.Derive("session"), Now: now}
+	scfg := session.Config{HashKey: sealer.Derive("session"), Now: now, Durable: st}
 	if opts.SessionConfig != nil {
 		opts.SessionConfig(&scfg)
 	}
