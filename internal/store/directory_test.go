@@ -70,7 +70,7 @@ func TestDirectoryAccounts(t *testing.T) {
 		if err := s.FollowDirectory(ctx, local.ID, "frank", "uuid-3"); err != nil {
 			t.Fatal(err)
 		}
-		if f, err := s.UserByExternalID(ctx, "uuid-3"); err != nil || f.Name != "frank" || f.PasswordHash != "h" {
+		if f, err := s.UserByExternalID(ctx, "uuid-3"); err != nil || f.Name != "frank" || f.PasswordHash != "h" || f.Epoch != local.Epoch {
 			t.Fatalf("bound local row = %+v, %v", f, err)
 		}
 	})

@@ -218,16 +218,17 @@ func (s *Store) UserByExternalID(ctx context.Context, id string) (*User, error) 
 
 // FollowDirectory makes the row of a directory identity carry the name
 // the directory gives it now (after a rename upstream) and binds a row
-// without an identity to it; either moves the epoch, so that sessions
-// made under the old name end. The row keeps its authenticators. A name
+// without an identity to it. A rename moves the epoch, so that sessions
+// made under the old name end; binding alone does not. The row keeps its authenticators. A name
 // held by another row is ErrExists.
 func (s *Store) FollowDirectory(ctx context.Context, id int64, name, externalID string) error {
 	name, err := AccountName(name)
 	if err != nil {
 		return err
 	}
-	res, err := s.db.ExecContext(ctx, s.sql(`UPDATE users SET name = ?, external_id = ?, epoch = epoch + 1, updated_at = ? WHERE id = ?`),
-		name, externalID, unix(s.now()), id)
+	res, err := s.db.ExecContext(ctx, s.sql(`UPDATE users SET name = ?, external_id = ?,
+		epoch = epoch + CASE WHEN name = ? THEN 0 ELSE 1 END, updated_at = ? WHERE id = ?`),
+		name, externalID, name, unix(s.now()), id)
 	s.noteWrite(err)
 	if s.d.isUnique(err) {
 		return fmt.Errorf("user %s: %w", name, ErrExists)

@@ -21,6 +21,14 @@ type Attempt struct {
 	// upstream connection. It is called on every attempt that gets that
 	// far, session hits included, because the connection needs it.
 	Password PasswordChecker
+	// Directory, when set, turns User (NAME, NAME@DOMAIN or a DN) into
+	// the directory's entry before the decision: the account is that
+	// entry's, a name the directory does not know is unknown, and an
+	// entry without a row has not enrolled.
+	Directory Directory
+	// Resolved, when set, is told the entry the Directory found, before
+	// any password check (the proxy binds as its DN).
+	Resolved func(*DirectoryEntry)
 	// ServiceAccounts lets applications' service accounts (password
 	// only) sign in through this front end: the LDAP directory, where
 	// applications bind, and nowhere else.
@@ -45,6 +53,9 @@ const (
 	ReasonSession      Reason = "session"       // allowed: a live session for this exact string
 	ReasonCode         Reason = "code"          // allowed: password and a fresh code
 	ReasonPasswordOnly Reason = "password_only" // allowed: not enrolled, policy allow; or a service account
+	// ReasonExemptNetwork: allowed with the password alone, not enrolled,
+	// from one of two_step.exempt_networks.
+	ReasonExemptNetwork Reason = "exempt_network"
 
 	ReasonEmpty       Reason = "empty_password"
 	ReasonLocked      Reason = "locked_out"
