@@ -10,9 +10,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/emersion/go-imap/v2/imapclient"
 	goldap "github.com/go-ldap/ldap/v3"
 
 	"github.com/stepgate/stepgate/internal/testenv"
+	"github.com/stepgate/stepgate/internal/testenv/dovecot"
 	"github.com/stepgate/stepgate/internal/testenv/slapd"
 )
 
@@ -182,5 +184,55 @@ func TestDirectoryAccountsRollOut(t *testing.T) {
 	audit, err := os.ReadFile(filepath.Join(filepath.Dir(cfg), "audit.log"))
 	if err != nil || !strings.Contains(string(audit), `"reason":"exempt_network"`) {
 		t.Fatalf("audit log lacks the exempt_network sign-in (%v):\n%s", err, audit)
+	}
+}
+
+// TestMailAccountsIMAPOnly: in front of a mail server that checks the
+// passwords (no directory, no master user), a login name without a row
+// is a mail account that has not enrolled: refused under policy deny,
+// and `user enroll` makes its row by name, after which password and code
+// sign in.
+func TestMailAccountsIMAPOnly(t *testing.T) {
+	testenv.NeedPrograms(t, "dovecot")
+	dc := dovecot.Start(t, dovecot.Options{Users: map[string]string{"mia": "mia-pass"}})
+	dir := filepath.Join(t.TempDir(), "data")
+	imapAddr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
+	cfg := filepath.Join(t.TempDir(), "stepgate.yaml")
+	yaml := fmt.Sprintf("two_step:\n  policy: deny\nldap:\n  listen: \"off\"\nimap:\n  listen: %s\n  upstream:\n    host: 127.0.0.1\n    port: %d\n",
+		imapAddr, dc.Port())
+	if err := os.WriteFile(cfg, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	login := func(secret string) error {
+		c, err := imapclient.DialInsecure(imapAddr, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if err := c.Login("mia", secret).Wait(); err != nil {
+			return err
+		}
+		return c.Logout().Wait()
+	}
+	_, stop := serve(t, dir, "--config", cfg)
+	defer stop()
+	if err := login("mia-pass"); err == nil {
+		t.Fatal("a mail account that has not enrolled signed in under policy deny")
+	}
+	var enrolled struct{ User, Secret string }
+	r := must(t, run(t, dir, "", "--config", cfg, "user", "enroll", "mia", "--json"))
+	if err := json.Unmarshal([]byte(r.stdout), &enrolled); err != nil || enrolled.User != "mia" {
+		t.Fatalf("enroll mia: %v\n%s", err, r.stdout)
+	}
+	if u := listed(t, dir, "mia"); u["source"] != "mail" {
+		t.Fatalf("user list shows mia as %v", u)
+	}
+	if left := 30 - time.Now().Unix()%30; left < 5 {
+		time.Sleep(time.Duration(left)*time.Second + 100*time.Millisecond)
+	}
+	now := time.Now()
+	must(t, run(t, dir, "", "user", "confirm", "mia", code(t, enrolled.Secret, now.Add(-30*time.Second))))
+	if err := login("mia-pass" + code(t, enrolled.Secret, now)); err != nil {
+		t.Fatalf("mia with password and code: %v", err)
 	}
 }
