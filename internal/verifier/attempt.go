@@ -64,18 +64,21 @@ const (
 	ReasonBadName     Reason = "invalid_name" // the name profile (RFC 8265) rejects the name
 	// ReasonIdentity: the upstream authenticated another account than
 	// the one the decision was made for (a name form it maps elsewhere).
-	ReasonIdentity    Reason = "identity_mismatch"
-	ReasonDisabled    Reason = "disabled"
-	ReasonNotEnrolled Reason = "not_enrolled"
-	ReasonServiceOnly Reason = "service_account_protocol"
-	ReasonBadPassword Reason = "bad_password"
-	ReasonBadCode     Reason = "bad_code"
-	ReasonNoCode      Reason = "no_code"
-	ReasonReplayed    Reason = "replayed_code"
-	ReasonCodeSent    Reason = "code_sent"
-	ReasonUnavailable Reason = "unavailable"
-	ReasonBusy        Reason = "busy" // every password hashing slot taken past the wait
-	ReasonError       Reason = "internal_error"
+	ReasonIdentity Reason = "identity_mismatch"
+	ReasonDisabled Reason = "disabled"
+	// ReasonNoLocalPassword: an account whose password an upstream checks
+	// (source directory or mail) at a front end without that upstream.
+	ReasonNoLocalPassword Reason = "no_local_password"
+	ReasonNotEnrolled     Reason = "not_enrolled"
+	ReasonServiceOnly     Reason = "service_account_protocol"
+	ReasonBadPassword     Reason = "bad_password"
+	ReasonBadCode         Reason = "bad_code"
+	ReasonNoCode          Reason = "no_code"
+	ReasonReplayed        Reason = "replayed_code"
+	ReasonCodeSent        Reason = "code_sent"
+	ReasonUnavailable     Reason = "unavailable"
+	ReasonBusy            Reason = "busy" // every password hashing slot taken past the wait
+	ReasonError           Reason = "internal_error"
 
 	// Refusals by a front end before any decision (Verifier.Refuse).
 	ReasonPlainText Reason = "plaintext_refused"    // a password in clear from afar

@@ -6,6 +6,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/stepgate/stepgate/internal/store"
 	"github.com/stepgate/stepgate/internal/verifier"
 )
 
@@ -103,4 +104,15 @@ func TestDirectoryRules(t *testing.T) {
 	delete(dir.entries, "dave")
 	dir.mu.Unlock()
 	want(t, verify(e, at("dave", "pw2"+dave.NextCode(t), office, true)), verifier.Deny, verifier.ReasonUnknownUser)
+}
+
+// TestUpstreamAccountWithoutUpstream: the row of a mail account has no
+// hash; at a front end that checks passwords locally it fails like an
+// unknown name, not with an error.
+func TestUpstreamAccountWithoutUpstream(t *testing.T) {
+	e := newEnv(t, func(c *verifier.Config) { c.Policy = verifier.PolicyAllow })
+	if _, err := e.Store.AddExternalUser(context.Background(), "mia", store.SourceMail, ""); err != nil {
+		t.Fatal(err)
+	}
+	want(t, verify(e, attempt("mia", "mia-pass")), verifier.Deny, verifier.ReasonNoLocalPassword)
 }

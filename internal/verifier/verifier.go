@@ -380,7 +380,7 @@ const inFlightMessage = "Too many sign-in attempts at once; try again in a few m
 // it), a service account on the wrong protocol.
 func final(r Reason) bool {
 	switch r {
-	case ReasonBadPassword, ReasonBadCode, ReasonReplayed, ReasonUnknownUser, ReasonBadName, ReasonIdentity:
+	case ReasonBadPassword, ReasonBadCode, ReasonReplayed, ReasonUnknownUser, ReasonBadName, ReasonIdentity, ReasonNoLocalPassword:
 		return true
 	}
 	return false
@@ -529,6 +529,10 @@ func (v *Verifier) check(ctx context.Context, a *Attempt, acct *account, key ses
 		forced = ReasonServiceOnly
 	case acct.user.Service:
 		return v.passwordOnly(ctx, a, acct, key, ReasonPasswordOnly)
+	case a.Password == nil && acct.user.Source != "" && acct.user.Source != store.SourceLocal:
+		// A directory's or a mail server's person, at a front end that
+		// checks passwords locally: there is no hash to check.
+		forced = ReasonNoLocalPassword
 	case acct.user.TwoStep != store.TwoStepActive:
 		// Two-step is on when the account says so, authenticator or not:
 		// an account whose second factor is a phone or an e-mail address
