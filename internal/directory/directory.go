@@ -2,8 +2,8 @@
 // which entry NAME, NAME@DOMAIN or a DN stands for, the account name and
 // the stable identity (entryUUID, objectGUID) of that entry, and the
 // groups it is in. It asks as stepgate's own read-only lookup account,
-// or anonymously where the directory allows that, on a small pool of
-// connections, and remembers answers briefly. The verifier uses it
+// or anonymously where the directory allows that, on a few connections
+// that concurrent lookups share, and remembers answers briefly. The verifier uses it
 // through verifier.Directory; the LDAP proxy dials its user connections
 // with it; the CLI resolves a name before enrolling a person who has no
 // row yet.
@@ -64,7 +64,7 @@ type Config struct {
 	GroupBaseDN string
 	// CacheTTL is how long an answer is remembered (0: 30s).
 	CacheTTL time.Duration
-	// PoolSize is how many idle lookup connections are kept (0: 4).
+	// PoolSize is how many lookup connections are kept (0: 4).
 	PoolSize int
 	Log      *slog.Logger
 }
@@ -75,10 +75,20 @@ type Directory struct {
 	cfg  Config
 	tls  *tls.Config
 	next atomic.Int64 // the URL that answered last
-	pool chan *goldap.Conn
+	// slots are the lookup connections, shared: go-ldap runs concurrent
+	// requests on one connection, so lookups take turns by slot rather
+	// than each holding a connection (which, under load, would dial and
+	// bind as the lookup account for nearly every lookup).
+	slots []slot
+	turn  atomic.Uint64
 
 	mu    sync.Mutex
 	cache map[string]cached
+}
+
+type slot struct {
+	mu sync.Mutex
+	c  *goldap.Conn
 }
 
 type cached struct {
@@ -129,7 +139,7 @@ func New(cfg Config) (*Directory, error) {
 		return nil, err
 	}
 	return &Directory{cfg: cfg, tls: &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: pool},
-		pool: make(chan *goldap.Conn, cfg.PoolSize), cache: map[string]cached{}}, nil
+		slots: make([]slot, cfg.PoolSize), cache: map[string]cached{}}, nil
 }
 
 // UserAttribute is the attribute that holds an entry's account name.
@@ -179,21 +189,40 @@ func NetworkFailure(err error) bool {
 		(le.ResultCode >= goldap.ErrorNetwork || le.ResultCode == goldap.LDAPResultBusy || le.ResultCode == goldap.LDAPResultUnavailable))
 }
 
-// conn takes an idle lookup connection, or makes one bound as the lookup
-// account.
-func (d *Directory) conn(ctx context.Context) (*goldap.Conn, error) {
-	for {
-		select {
-		case c := <-d.pool:
-			if !c.IsClosing() {
-				return c, nil
-			}
-			c.Close()
-			continue
-		default:
-		}
-		break
+// conn returns a lookup connection, bound as the lookup account, shared
+// with other lookups; done reports how the request on it went, so that a
+// broken connection is replaced.
+func (d *Directory) conn(ctx context.Context) (c *goldap.Conn, done func(error), fresh bool, err error) {
+	sl := &d.slots[d.turn.Add(1)%uint64(len(d.slots))]
+	sl.mu.Lock()
+	defer sl.mu.Unlock()
+	if sl.c != nil && sl.c.IsClosing() {
+		sl.c.Close()
+		sl.c = nil
 	}
+	if sl.c == nil {
+		if sl.c, err = d.dialLookup(ctx); err != nil {
+			return nil, nil, false, err
+		}
+		fresh = true
+	}
+	c = sl.c
+	return c, func(err error) {
+		if err == nil || !NetworkFailure(err) {
+			return
+		}
+		sl.mu.Lock()
+		if sl.c == c {
+			sl.c = nil
+		}
+		sl.mu.Unlock()
+		c.Close()
+	}, fresh, nil
+}
+
+// dialLookup connects and binds as the lookup account (anonymous without
+// one).
+func (d *Directory) dialLookup(ctx context.Context) (*goldap.Conn, error) {
 	c, err := d.Dial(ctx)
 	if err != nil {
 		return nil, err
@@ -209,40 +238,25 @@ func (d *Directory) conn(ctx context.Context) (*goldap.Conn, error) {
 	return c, nil
 }
 
-// release returns a connection to the pool unless err says it is broken.
-func (d *Directory) release(c *goldap.Conn, err error) {
-	if err != nil && NetworkFailure(err) {
-		c.Close()
-		return
-	}
-	select {
-	case d.pool <- c:
-	default:
-		c.Close()
-	}
-}
-
-// Close closes the idle connections.
+// Close closes the lookup connections.
 func (d *Directory) Close() error {
-	for {
-		select {
-		case c := <-d.pool:
-			c.Close()
-		default:
-			return nil
+	for i := range d.slots {
+		sl := &d.slots[i]
+		sl.mu.Lock()
+		if sl.c != nil {
+			sl.c.Close()
+			sl.c = nil
 		}
+		sl.mu.Unlock()
 	}
+	return nil
 }
 
 // Probe checks that the directory answers and, with a lookup account,
 // that the account can bind (for /readyz).
 func (d *Directory) Probe(ctx context.Context) error {
-	c, err := d.conn(ctx)
-	if err != nil {
-		return err
-	}
-	d.release(c, nil)
-	return nil
+	_, _, _, err := d.conn(ctx)
+	return err
 }
 
 // Lookup returns the entry name stands for: a DN is read as it is; any
@@ -316,14 +330,29 @@ func (d *Directory) lookup(ctx context.Context, name string) (*verifier.Director
 		}
 		filter = fmt.Sprintf("(%s=%s)", goldap.EscapeFilter(attr), goldap.EscapeFilter(value))
 	}
-	c, err := d.conn(ctx)
-	if err != nil {
-		return nil, err
+	var (
+		c    *goldap.Conn
+		res  *goldap.SearchResult
+		done func(error)
+		err  error
+	)
+	for {
+		var fresh bool
+		c, done, fresh, err = d.conn(ctx)
+		if err != nil {
+			return nil, err
+		}
+		res, err = c.Search(goldap.NewSearchRequest(base, scope, goldap.NeverDerefAliases, 2, int(d.cfg.Timeout.Seconds()), false,
+			filter, attrs, nil))
+		done(err)
+		// A shared connection that the directory closed meanwhile (a
+		// restart, an idle timeout) is not the directory being down:
+		// once more, on a new one.
+		if err == nil || fresh || !NetworkFailure(err) {
+			break
+		}
 	}
-	res, err := c.Search(goldap.NewSearchRequest(base, scope, goldap.NeverDerefAliases, 2, int(d.cfg.Timeout.Seconds()), false,
-		filter, attrs, nil))
 	if err != nil {
-		d.release(c, err)
 		if NetworkFailure(err) {
 			return nil, fmt.Errorf("%w: looking up %q: %v", verifier.ErrUnavailable, name, err)
 		}
@@ -334,13 +363,11 @@ func (d *Directory) lookup(ctx context.Context, name string) (*verifier.Director
 		return nil, nil
 	}
 	if len(res.Entries) != 1 {
-		d.release(c, nil)
 		return nil, nil
 	}
 	ent := res.Entries[0]
 	e := &verifier.DirectoryEntry{DN: ent.DN, Name: pickName(ent.GetEqualFoldAttributeValues(attr), value)}
 	if e.Name == "" {
-		d.release(c, nil)
 		return nil, nil // not a person's entry as stepgate knows people
 	}
 	if d.cfg.IDAttribute != "" {
@@ -351,15 +378,14 @@ func (d *Directory) lookup(ctx context.Context, name string) (*verifier.Director
 		e.Groups = normalizeAll(ent.GetEqualFoldAttributeValues("memberOf"))
 	case GroupsSearch:
 		e.Groups, err = d.searchGroups(c, e)
+		done(err)
 		if err != nil {
-			d.release(c, err)
 			if NetworkFailure(err) {
 				return nil, fmt.Errorf("%w: groups of %q: %v", verifier.ErrUnavailable, e.DN, err)
 			}
 			return nil, fmt.Errorf("groups of %q: %w", e.DN, err)
 		}
 	}
-	d.release(c, nil)
 	return e, nil
 }
 

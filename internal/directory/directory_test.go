@@ -3,7 +3,9 @@ package directory_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -77,6 +79,30 @@ func TestLookupAgainstSlapd(t *testing.T) {
 	bad := newDir(directory.Config{LookupDN: lookupDN, LookupPassword: "wrong"})
 	if _, err := bad.Lookup(ctx, "alice"); !errors.Is(err, verifier.ErrUnavailable) {
 		t.Fatalf("lookup with a wrong lookup password: %v", err)
+	}
+	// Concurrent lookups share the connections; a restarted directory's
+	// closed connections are replaced.
+	var wg sync.WaitGroup
+	errs := make(chan error, 40)
+	for i := 0; i < 40; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if e, err := s.Lookup(ctx, []string{"alice", "bob"}[i%2]); err != nil || e == nil {
+				errs <- fmt.Errorf("concurrent lookup: %+v, %v", e, err)
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	sd.Stop()
+	sd.Start()
+	s.Forget()
+	if e2, err := s.Lookup(ctx, "alice"); err != nil || e2 == nil || e2.ID != id {
+		t.Fatalf("lookup after a restart = %+v, %v", e2, err)
 	}
 	// A directory that is down: unavailable, not absent.
 	sd.Stop()
