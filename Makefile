@@ -19,10 +19,11 @@ build:
 	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/stepgate
 
 # Runs stepgate on its embedded default: a data folder in ./stepgate-data,
-# a demo user with its QR code, LDAP on 127.0.0.1:3389, IMAP (demo mailbox)
-# on 127.0.0.1:1143, admin on 127.0.0.1:9386. Ctrl-C stops it.
+# a demo user with its QR code, LDAP on 127.0.0.1:3389, IMAP and POP3 (demo
+# mailbox) on 127.0.0.1:1143 and 1110, SMTP submission (a sink) on
+# 127.0.0.1:1587, admin on 127.0.0.1:9386. Ctrl-C stops it.
 run: build
-	$(BIN) --data-dir $(DATA) serve --demo --imap-upstream demo
+	$(BIN) --data-dir $(DATA) serve --demo --imap-upstream demo --pop3-upstream demo --submission-upstream demo
 
 # go test's usual output (ok lines, failures), then every skipped test
 # with its reason: integration tests skip when slapd, Dovecot or a mail

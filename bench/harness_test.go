@@ -167,6 +167,12 @@ func TestBench(t *testing.T) {
 	report.extra = append(report.extra, im.fetch(t, p)...)
 	report.extra = append(report.extra, im.idle(t, p)...)
 
+	mail := newMailBench(t, p)
+	for _, m := range mail.measurements() {
+		report.rows = append(report.rows, runMeasurement(t, p, m)...)
+	}
+	report.extra = append(report.extra, mail.retr(t, p)...)
+
 	report.extra = append(report.extra, memory(t, p)...)
 	report.extra = append(report.extra, importRate(t, p)...)
 	report.skipped = append(report.skipped, skippedParts...)

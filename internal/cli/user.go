@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/stepgate/stepgate/internal/account"
+	"github.com/stepgate/stepgate/internal/config"
 	"github.com/stepgate/stepgate/internal/enroll"
 	"github.com/stepgate/stepgate/internal/server"
 	"github.com/stepgate/stepgate/internal/store"
@@ -189,7 +190,8 @@ func (a *app) codeOptions() (account.Options, error) {
 // upstreamOptions tells the account actions where passwords are checked
 // upstream, so that enrolling a person known only there makes their row:
 // the directory of ldap.upstream, or a mail server that checks logins
-// (imap.upstream without a master user, and no directory).
+// (imap.upstream without a master user, pop3.upstream or
+// submission.upstream, and no directory).
 func (a *app) upstreamOptions(o *account.Options) (func(), error) {
 	cfg, err := a.config()
 	if err != nil {
@@ -205,6 +207,9 @@ func (a *app) upstreamOptions(o *account.Options) (func(), error) {
 	if dir == nil {
 		u := cfg.IMAP.Upstream
 		o.MailAccounts = u != nil && u.Host != "demo" && u.MasterUser == ""
+		for _, m := range []*config.MailUpstream{cfg.POP3.Upstream, cfg.Submission.Upstream} {
+			o.MailAccounts = o.MailAccounts || (m != nil && m.Host != "demo")
+		}
 		return func() {}, nil
 	}
 	o.Directory = dir

@@ -32,7 +32,10 @@ type Config struct {
 	TLS      TLS      `yaml:"tls"`
 	LDAP     LDAP     `yaml:"ldap"`
 	IMAP     IMAP     `yaml:"imap"`
-	Limits   Limits   `yaml:"limits"`
+	// POP3 and Submission are the other mail front ends (mail.go).
+	POP3       POP3       `yaml:"pop3"`
+	Submission Submission `yaml:"submission"`
+	Limits     Limits     `yaml:"limits"`
 	// Delivery sends sign-in codes and security alerts by e-mail and text
 	// message, and sets the policy for delivery methods.
 	Delivery delivery.Config `yaml:"delivery"`
@@ -193,7 +196,7 @@ type IMAPUpstream struct {
 // spend: connections per address and password hashes at once.
 type Limits struct {
 	// MaxConnsPerAddress caps the connections open from one client
-	// address, LDAP and IMAP together (IPv6: per /64).
+	// address, every front end together (IPv6: per /64).
 	MaxConnsPerAddress int `yaml:"max_conns_per_address"`
 	// AddressExceptions give addresses or networks their own cap.
 	AddressExceptions []AddressException `yaml:"address_exceptions"`
@@ -255,8 +258,10 @@ func Default() *Config {
 			IdleTimeout: Duration(5 * time.Minute), MaxMessageBytes: 1 << 20, MaxConns: 4096},
 		IMAP: IMAP{Listen: "127.0.0.1:1143", PreLoginTimeout: Duration(60 * time.Second), MaxConns: 4096,
 			LoginFormat: "%Ln"},
-		Limits:   Limits{MaxConnsPerAddress: 64, HashMemory: 256 << 20, HashWait: Duration(2 * time.Second)},
-		Delivery: delivery.DefaultConfig(),
+		POP3:       defaultPOP3(),
+		Submission: defaultSubmission(),
+		Limits:     Limits{MaxConnsPerAddress: 64, HashMemory: 256 << 20, HashWait: Duration(2 * time.Second)},
+		Delivery:   delivery.DefaultConfig(),
 	}
 }
 
@@ -508,6 +513,15 @@ func (c *Config) Validate() error {
 		}
 		fileExists("imap.upstream.master_password_file", u.MasterPasswordFile)
 	}
+	c.validateMail(mailSection{key: "pop3", listen: c.POP3.Listen, implicit: c.POP3.POP3SListen, implicitKey: "pop3s_listen",
+		timeout: c.POP3.PreLoginTimeout, maxConns: c.POP3.MaxConns, loginFormat: c.POP3.LoginFormat,
+		trusted: c.POP3.TrustedNetworks, up: c.POP3.Upstream, plainPort: 110, implicitPort: 995},
+		bad, addr, tlsAddr, positive, oneOf, prefixes, fileExists)
+	c.validateMail(mailSection{key: "submission", listen: c.Submission.Listen, implicit: c.Submission.SubmissionsListen,
+		implicitKey: "submissions_listen", timeout: c.Submission.PreLoginTimeout, maxConns: c.Submission.MaxConns,
+		loginFormat: c.Submission.LoginFormat, trusted: c.Submission.TrustedNetworks, up: c.Submission.Upstream,
+		plainPort: 587, implicitPort: 465},
+		bad, addr, tlsAddr, positive, oneOf, prefixes, fileExists)
 	if c.Limits.MaxConnsPerAddress < 1 {
 		bad("limits.max_conns_per_address", "must be at least 1")
 	}

@@ -98,6 +98,11 @@ func TestErrorsNameFileKeyAndReason(t *testing.T) {
 		{"ldap:\n  upstream:\n    urls: [http://x]\n", []string{"ldap.upstream.urls[0]", "not an ldap://"}},
 		{"ldap:\n  ldaps_listen: 127.0.0.1:636\n", []string{"ldap.ldaps_listen", "needs tls"}},
 		{"imap:\n  upstream:\n    host: mail\n    tls: ssl\n", []string{"imap.upstream.tls"}},
+		{"pop3:\n  upstream:\n    host: mail\n    tls: ssl\n", []string{"pop3.upstream.tls"}},
+		{"pop3:\n  pop3s_listen: 127.0.0.1:995\n", []string{"pop3.pop3s_listen", "needs tls"}},
+		{"submission:\n  upstream:\n    port: 587\n", []string{"submission.upstream.host", "empty"}},
+		{"submission:\n  login_format: \"%d\"\n", []string{"submission.login_format"}},
+		{"submission:\n  trusted_networks: [nowhere]\n", []string{"submission.trusted_networks"}},
 		{"tls:\n  cert_file: /nonexistent.pem\n  key_file: /nonexistent.key\n", []string{"tls.cert_file", "no such file"}},
 		{"ldap: [1, 2]\n", []string{"ldap", "mapping"}},
 		{"sessions:\n  idle: 1m\n  idle: 2m\n", []string{"sessions.idle", "twice"}},
@@ -194,5 +199,25 @@ func TestApplicationsAndTrustedNetworks(t *testing.T) {
 	}
 	if got := c.IMAP.TrustedNetworks; len(got) != 1 || got[0] != "192.0.2.7" {
 		t.Fatalf("trusted networks = %v", got)
+	}
+}
+
+// TestMailUpstreamPorts: the pop3 and submission upstreams default to
+// their protocol's port, the implicit-TLS one with tls: implicit.
+func TestMailUpstreamPorts(t *testing.T) {
+	c := Default()
+	c.POP3.Upstream = &MailUpstream{Host: "mail", TLS: "implicit"}
+	c.Submission.Upstream = &MailUpstream{Host: "mail"}
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if c.POP3.Upstream.Port != 995 || c.Submission.Upstream.Port != 587 || c.Submission.Upstream.TLS != "none" {
+		t.Fatalf("pop3 %+v, submission %+v", c.POP3.Upstream, c.Submission.Upstream)
+	}
+	if err := SetMailUpstream(&c.POP3.Upstream, "--pop3-upstream", "mail:1110"); err != nil || c.POP3.Upstream.Port != 1110 || c.POP3.Upstream.TLS != "implicit" {
+		t.Fatalf("--pop3-upstream: %v %+v", err, c.POP3.Upstream)
+	}
+	if err := SetMailUpstream(&c.POP3.Upstream, "--pop3-upstream", "mail"); err == nil || !strings.Contains(err.Error(), "--pop3-upstream") {
+		t.Fatalf("--pop3-upstream mail: %v", err)
 	}
 }

@@ -1,5 +1,5 @@
-// Package relay is the life cycle shared by the mail front ends (IMAP
-// now, POP3 and SMTP next), as nginx's mail proxy has one: a client
+// Package relay is the life cycle shared by the mail front ends (IMAP,
+// POP3, SMTP submission), as nginx's mail proxy has one: a client
 // connection speaks a protocol's pre-login dialogue under one deadline
 // and bounded reads, may turn on STARTTLS, signs in through the verifier
 // (the password checked by a login on the client's own upstream
@@ -36,7 +36,8 @@ type Protocol interface {
 	// Open takes a freshly dialled upstream connection to the point of
 	// login (greeting, STARTTLS through u.StartTLS when starttls is set,
 	// the client's address announced to the mail server) and returns
-	// what logs in on it.
+	// what logs in on it. client is nil on a connection no client asked
+	// for (Dialer.Check): nothing is announced then.
 	Open(ctx context.Context, u *UpConn, starttls bool, client net.Addr) (Login, error)
 }
 

@@ -143,3 +143,17 @@ func (u *UpConn) login(d *Dialer, user, password, authz string) error {
 	}
 	return d.unavailable(err)
 }
+
+// Check takes a fresh connection to the mail server to the point of
+// login, as a sign-in would, and closes it: the readiness probe, and how
+// a protocol learns what the mail server offers before any client signs
+// in (SMTP's EHLO). No client address is announced (client is nil
+// for Protocol.Open).
+func (d *Dialer) Check(ctx context.Context, p Protocol) error {
+	u, err := d.open(ctx, p, nil)
+	if err != nil {
+		return err
+	}
+	u.Close()
+	return nil
+}

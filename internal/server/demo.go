@@ -24,7 +24,7 @@ const DemoUser = "demo"
 // demo makes sure the demo account exists with two-step active, gives it a
 // fresh password (printed once, so a new run never needs an old one), and
 // prints its QR code and the exact commands to try.
-func demo(ctx context.Context, core *Core, out io.Writer, addrs Addrs, mail *demomail.Server, dataDir string) error {
+func demo(ctx context.Context, core *Core, out io.Writer, addrs Addrs, fes frontEnds, dataDir string) error {
 	pw, err := demoPassword()
 	if err != nil {
 		return err
@@ -74,12 +74,19 @@ func demo(ctx context.Context, core *Core, out io.Writer, addrs Addrs, mail *dem
 	if _, err := core.Verifier.Refresh(ctx); err != nil {
 		return err
 	}
-	if mail != nil {
-		// The demo mailbox checks the same password, as a real mail
-		// server behind stepgate would.
-		if err := mail.AddUser(DemoUser, pw); err != nil {
+	// The demo mail servers check the same password, as a real mail
+	// server behind stepgate would.
+	imapDemo, pop3Demo, smtpDemo := fes.demoMailboxes()
+	if imapDemo != nil {
+		if err := imapDemo.AddUser(DemoUser, pw); err != nil {
 			return fmt.Errorf("demo mailbox: %w", err)
 		}
+	}
+	if pop3Demo != nil {
+		pop3Demo.AddUser(DemoUser, pw, []byte(demomail.Welcome(DemoUser)))
+	}
+	if smtpDemo != nil {
+		smtpDemo.AddUser(DemoUser, pw)
 	}
 
 	sep := cfg.TwoStep.Separator
@@ -95,6 +102,14 @@ func demo(ctx context.Context, core *Core, out io.Writer, addrs Addrs, mail *dem
 	if addrs.IMAP != "" {
 		fmt.Fprintf(out, "  curl -u '%s:%s%sCODE' 'imap://%s/INBOX?ALL'     (demo mailbox, in memory)\n",
 			DemoUser, pw, sep, addrs.IMAP)
+	}
+	if addrs.POP3 != "" {
+		fmt.Fprintf(out, "  curl -u '%s:%s%sCODE' 'pop3://%s/1'          (the same mailbox over POP3)\n",
+			DemoUser, pw, sep, addrs.POP3)
+	}
+	if addrs.Submission != "" {
+		fmt.Fprintf(out, "  printf 'Subject: hi\\r\\n\\r\\nhello\\r\\n' | curl -u '%s:%s%sCODE' smtp://%s --mail-from demo@example.org --mail-rcpt demo@example.org -T -   (a sink)\n",
+			DemoUser, pw, sep, addrs.Submission)
 	}
 	fmt.Fprintf(out, "  printf '%%s' '%s%sCODE' | %s check %s\n\n", pw, sep, checkCommand(dataDir), DemoUser)
 	fmt.Fprintf(out, "The same string keeps working for %s after the code rolls over (a session).\n\n",

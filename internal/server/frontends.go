@@ -50,6 +50,8 @@ type frontEndDeps struct {
 var frontEndBuilders = []func(frontEndDeps) (frontEnd, error){
 	buildLDAP,
 	buildIMAP,
+	buildPOP3,
+	buildSubmission,
 }
 
 // frontEnds are the front ends of one run, listening.
@@ -107,16 +109,6 @@ func (fes frontEnds) Close() error {
 		errs = append(errs, fe.Close())
 	}
 	return errors.Join(errs...)
-}
-
-// demoMail is the in-memory mail server behind --imap-upstream demo, or nil.
-func (fes frontEnds) demoMail() *demomail.Server {
-	for _, fe := range fes {
-		if f, ok := fe.(imapFrontEnd); ok {
-			return f.demo
-		}
-	}
-	return nil
 }
 
 type ldapFrontEnd struct{ *ldap.Server }

@@ -48,7 +48,8 @@ type Options struct {
 
 // Addrs are the addresses the server listens on ("" when off).
 type Addrs struct {
-	Admin, LDAP, LDAPS, IMAP, IMAPS string
+	Admin, LDAP, LDAPS, IMAP, IMAPS      string
+	POP3, POP3S, Submission, Submissions string
 }
 
 // Core is what the front ends share.
@@ -211,7 +212,7 @@ func Run(ctx context.Context, opts Options) error {
 	}
 
 	if opts.Demo {
-		if err := demo(ctx, core, opts.Out, addrs, fes.demoMail(), opts.DataDir.Path); err != nil {
+		if err := demo(ctx, core, opts.Out, addrs, fes, opts.DataDir.Path); err != nil {
 			cancel()
 			svc.wg.Wait()
 			return err

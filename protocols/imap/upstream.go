@@ -55,7 +55,7 @@ func (protocol) Open(ctx context.Context, u *relay.UpConn, starttls bool, client
 	if _, _, err := c.command("CAPABILITY"); err != nil {
 		return nil, err
 	}
-	if c.has("ID") {
+	if c.has("ID") && client != nil {
 		host, port, _ := net.SplitHostPort(client.String())
 		fields := `"x-originating-ip" ` + quote(host)
 		if port != "0" { // a trusted front that named no port

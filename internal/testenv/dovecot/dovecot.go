@@ -35,6 +35,11 @@ type Options struct {
 	// tests that make many failed logins on purpose. Dovecot still answers
 	// a failure on its next half-second tick.
 	NoFailureDelay bool
+	// POP3 turns on Dovecot's POP3 on a second loopback port (POP3Addr).
+	POP3 bool
+	// AuthSocket opens Dovecot's auth service on a socket (AuthSocket)
+	// for Postfix's SASL, as a mail system's submission uses it.
+	AuthSocket bool
 }
 
 // Server is a running (or stopped) Dovecot.
@@ -43,6 +48,7 @@ type Server struct {
 	dir      string
 	conf     string
 	port     int
+	pop3Port int
 	uid, gid int
 	proc     *testenv.Process
 	seq      atomic.Int64
@@ -107,10 +113,19 @@ func Start(t testing.TB, o Options) *Server {
 		}
 		master += fmt.Sprintf("auth_master_user_separator = *\npassdb {\n  driver = passwd-file\n  master = yes\n  args = %s\n  pass = yes\n}\n", mf)
 	}
+	protocols, pop3 := "imap", 0
+	if o.POP3 {
+		s.pop3Port = testenv.FreePort(t)
+		protocols, pop3 = "imap pop3", s.pop3Port
+	}
+	if o.AuthSocket {
+		// Postfix's smtpd runs as the postfix user.
+		master += fmt.Sprintf("service auth {\n  unix_listener %s {\n    mode = 0666\n  }\n}\n", s.AuthSocket())
+	}
 	conf := fmt.Sprintf(`base_dir = %[1]s/run
 state_dir = %[1]s/state
 log_path = %[1]s/dovecot.log
-protocols = imap
+protocols = %[9]s
 listen = 127.0.0.1
 ssl = no
 disable_plaintext_auth = no
@@ -137,6 +152,10 @@ service imap-login {
 }
 service pop3-login {
   inet_listener pop3 {
+    address = 127.0.0.1
+    port = %[10]d
+  }
+  inet_listener pop3s {
     port = 0
   }
 }
@@ -145,7 +164,7 @@ service submission-login {
     port = 0
   }
 }
-`, dir, loginUser, internalUser, master, passdb, s.uid, s.gid, s.port)
+`, dir, loginUser, internalUser, master, passdb, s.uid, s.gid, s.port, protocols, pop3)
 	s.conf = filepath.Join(dir, "dovecot.conf")
 	if err := os.WriteFile(s.conf, []byte(conf), 0o644); err != nil {
 		t.Fatal(err)
@@ -174,6 +193,15 @@ func (s *Server) chown(path string) {
 
 // Addr is the IMAP listener, 127.0.0.1:PORT.
 func (s *Server) Addr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(s.port)) }
+
+// POP3Addr is the POP3 listener (Options.POP3), 127.0.0.1:PORT.
+func (s *Server) POP3Addr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(s.pop3Port)) }
+
+// AuthSocket is the path of the auth socket (Options.AuthSocket).
+func (s *Server) AuthSocket() string { return filepath.Join(s.dir, "run", "auth-postfix") }
+
+// Maildir is user's maildir.
+func (s *Server) Maildir(user string) string { return filepath.Join(s.dir, "mail", user) }
 
 // Port is the IMAP port.
 func (s *Server) Port() int { return s.port }

@@ -54,22 +54,29 @@ func (s *Server) AddUser(name, password string) error {
 	if err := u.Create("INBOX", nil); err != nil {
 		return err
 	}
-	msg := strings.ReplaceAll(fmt.Sprintf(`From: stepgate <demo@stepgate.invalid>
+	msg := Welcome(name)
+	if _, err := u.Append("INBOX", literal{strings.NewReader(msg), int64(len(msg))}, &imap.AppendOptions{}); err != nil {
+		return err
+	}
+	s.mem.AddUser(u)
+	return nil
+}
+
+// Welcome is the demo mailbox's one message for name, with CRLF line
+// ends (the POP3 demo serves it too).
+func Welcome(name string) string {
+	return strings.ReplaceAll(fmt.Sprintf(`From: stepgate <demo@stepgate.invalid>
 To: %s
 Subject: Welcome to the stepgate demo mailbox
 Date: %s
 Content-Type: text/plain; charset=utf-8
 
 This mailbox lives in memory, in the stepgate process, for the demo.
-You reached it through stepgate's IMAP front end with your password and
-the current code from your authenticator app. Point stepgate at your real
-mail server with --imap-upstream HOST:PORT.
+You reached it through stepgate's IMAP or POP3 front end with your
+password and the current code from your authenticator app. Point stepgate
+at your real mail server with --imap-upstream and --pop3-upstream
+HOST:PORT, and at its submission port with --submission-upstream.
 `, name, time.Now().Format(time.RFC1123Z)), "\n", "\r\n")
-	if _, err := u.Append("INBOX", literal{strings.NewReader(msg), int64(len(msg))}, &imap.AppendOptions{}); err != nil {
-		return err
-	}
-	s.mem.AddUser(u)
-	return nil
 }
 
 // Close stops the server.
