@@ -155,6 +155,9 @@ func TestBench(t *testing.T) {
 			report.rows = append(report.rows, runMeasurement(t, p, x)...)
 		}
 	}
+	for _, m := range ldap.directoryMeasurements(t) {
+		report.rows = append(report.rows, runMeasurement(t, p, m)...)
+	}
 	ldap.close()
 
 	im := newIMAPBench(t, p)

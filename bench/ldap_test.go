@@ -18,6 +18,7 @@ import (
 	"github.com/pquerna/otp/totp"
 
 	"github.com/stepgate/stepgate/internal/config"
+	"github.com/stepgate/stepgate/internal/directory"
 	"github.com/stepgate/stepgate/internal/loadgen"
 	"github.com/stepgate/stepgate/internal/password"
 	"github.com/stepgate/stepgate/internal/server"
@@ -126,7 +127,19 @@ func startStepgate(t *testing.T, us []benchUser, hash func(benchUser) string, li
 	if mod != nil {
 		mod(&cfg)
 	}
-	srv, err := ldap.New(ldap.Options{Config: server.LDAPConfig(cfg), Verifier: env.Verifier, Store: env.Store})
+	// A directory as serve builds it, where the measurement names an
+	// identity attribute (directory-backed accounts); otherwise the
+	// proxy's own anonymous one.
+	var dir *directory.Directory
+	if cfg.Upstream != nil && cfg.Upstream.IDAttribute != "" {
+		c := config.Default()
+		c.LDAP = cfg
+		var err error
+		if dir, err = server.NewDirectory(c, slog.New(slog.DiscardHandler)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	srv, err := ldap.New(ldap.Options{Config: server.LDAPConfig(cfg), Verifier: env.Verifier, Store: env.Store, Directory: dir})
 	if err != nil {
 		t.Fatal(err)
 	}

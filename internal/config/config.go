@@ -64,6 +64,14 @@ type TwoStep struct {
 	Period    Duration `yaml:"period"`    // TOTP step, 30s
 	Skew      int      `yaml:"skew"`      // steps either side, 1
 	Issuer    string   `yaml:"issuer"`    // shown in authenticator apps
+	// RequireGroups are directory group DNs (ldap.upstream) whose members
+	// must use two-step: without it they are refused, whatever policy
+	// and exempt_networks say.
+	RequireGroups []string `yaml:"require_groups"`
+	// ExemptNetworks are addresses or networks (a printer VLAN) from
+	// which an account that has not enrolled and is in no required group
+	// signs in with its password alone, audited as exempt_network.
+	ExemptNetworks []string `yaml:"exempt_networks"`
 }
 
 // Sessions configures how long a proven string keeps working.
@@ -131,6 +139,22 @@ type LDAPUpstream struct {
 	PassthroughDNs []string `yaml:"passthrough_dns"`
 	UserAttribute  string   `yaml:"user_attribute"`
 	Timeout        Duration `yaml:"timeout"`
+	// IDAttribute holds an entry's stable identity, which keeps a
+	// person's authenticators across a rename: entryUUID (OpenLDAP, the
+	// default), objectGUID (Active Directory).
+	IDAttribute string `yaml:"id_attribute"`
+	// LookupDN and LookupPasswordFile are stepgate's own read-only
+	// account for finding entries and groups, for directories that
+	// refuse anonymous reads; unset, lookups are anonymous.
+	LookupDN           string `yaml:"lookup_dn"`
+	LookupPasswordFile string `yaml:"lookup_password_file"`
+	// Groups says how group membership is read: memberof (the default)
+	// or search (groupOfNames, groupOfUniqueNames, posixGroup entries
+	// under GroupBaseDN, base_dn when empty).
+	Groups      string `yaml:"groups"`
+	GroupBaseDN string `yaml:"group_base_dn"`
+	// LookupCache is how long a lookup's answer is remembered.
+	LookupCache Duration `yaml:"lookup_cache"`
 }
 
 // IMAP configures the IMAP front end.
@@ -426,7 +450,37 @@ func (c *Config) Validate() error {
 			u.Timeout = Duration(10 * time.Second)
 		}
 		positive("ldap.upstream.timeout", u.Timeout)
+		if u.IDAttribute == "" {
+			u.IDAttribute = "entryUUID"
+		}
+		if u.Groups == "" {
+			u.Groups = "memberof"
+		}
+		oneOf("ldap.upstream.groups", u.Groups, "memberof", "search")
+		if u.GroupBaseDN != "" && !validDN(u.GroupBaseDN) {
+			bad("ldap.upstream.group_base_dn", "%q is not a DN", u.GroupBaseDN)
+		}
+		if u.LookupCache == 0 {
+			u.LookupCache = Duration(30 * time.Second)
+		}
+		positive("ldap.upstream.lookup_cache", u.LookupCache)
+		if (u.LookupDN == "") != (u.LookupPasswordFile == "") {
+			bad("ldap.upstream.lookup_dn", "lookup_dn and lookup_password_file go together")
+		}
+		if u.LookupDN != "" && !validDN(u.LookupDN) {
+			bad("ldap.upstream.lookup_dn", "%q is not a DN", u.LookupDN)
+		}
+		fileExists("ldap.upstream.lookup_password_file", u.LookupPasswordFile)
 	}
+	for i, dn := range c.TwoStep.RequireGroups {
+		if !validDN(dn) {
+			bad(fmt.Sprintf("two_step.require_groups[%d]", i), "%q is not a group DN such as cn=2sv,ou=groups,dc=example,dc=org", dn)
+		}
+	}
+	if len(c.TwoStep.RequireGroups) > 0 && c.LDAP.Upstream == nil {
+		bad("two_step.require_groups", "needs ldap.upstream: group membership is read from the directory")
+	}
+	prefixes("two_step.exempt_networks", c.TwoStep.ExemptNetworks)
 
 	addr("imap.listen", c.IMAP.Listen, true)
 	tlsAddr("imap.imaps_listen", c.IMAP.IMAPSListen)

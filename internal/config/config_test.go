@@ -116,6 +116,12 @@ func TestErrorsNameFileKeyAndReason(t *testing.T) {
 		{"limits:\n  password_hashes: -1\n", []string{"limits.password_hashes"}},
 		{"limits:\n  hash_memory: 1MiB\n", []string{"limits.hash_memory", "19MiB"}},
 		{"limits:\n  hash_wait: 0s\n", []string{"limits.hash_wait", "positive"}},
+		{"two_step:\n  require_groups: [cn=2sv,ou=groups,dc=example,dc=org]\n", []string{"two_step.require_groups", "needs ldap.upstream"}},
+		{"two_step:\n  require_groups: [2sv]\nldap:\n  upstream:\n    urls: [ldap://x]\n", []string{"two_step.require_groups[0]", "not a group DN"}},
+		{"two_step:\n  exempt_networks: [printers]\n", []string{"two_step.exempt_networks[0]", "printers"}},
+		{"ldap:\n  upstream:\n    urls: [ldap://x]\n    lookup_dn: cn=stepgate,dc=example,dc=org\n", []string{"ldap.upstream.lookup_dn", "go together"}},
+		{"ldap:\n  upstream:\n    urls: [ldap://x]\n    lookup_dn: cn=s,dc=x\n    lookup_password_file: /nonexistent\n", []string{"ldap.upstream.lookup_password_file", "no such file"}},
+		{"ldap:\n  upstream:\n    urls: [ldap://x]\n    groups: nested\n", []string{"ldap.upstream.groups", "nested"}},
 	}
 	for _, tt := range tests {
 		p := write(t, tt.body)

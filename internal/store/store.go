@@ -77,7 +77,7 @@ func (s *Store) prepare(ctx context.Context) error {
 		{&s.stmtAuths, authQuery + ` ORDER BY id`},
 		{&s.stmtAuthsConfirmed, authQuery + ` AND confirmed = TRUE ORDER BY id`},
 		{&s.stmtAccount, `SELECT u.id, u.name, u.display_name, u.email, u.phone, u.password_hash, u.two_step, u.epoch,
-			u.disabled, u.service, u.created_at, u.updated_at, a.id, a.label, a.secret, a.last_step, a.created_at
+			u.disabled, u.service, u.created_at, u.updated_at, u.source, COALESCE(u.external_id, ''), a.id, a.label, a.secret, a.last_step, a.created_at
 			FROM users u LEFT JOIN authenticators a ON a.user_id = u.id AND a.confirmed = TRUE
 			WHERE u.name = ? ORDER BY a.id`},
 	} {
