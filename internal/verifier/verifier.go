@@ -234,8 +234,11 @@ func (v *Verifier) decide(ctx context.Context, a *Attempt, valid bool) Decision 
 	if valid {
 		var err error
 		if acct, err = v.accounts.get(ctx, a.User); err != nil {
+			// The store is down or unreachable (a database server
+			// restarting): the client's string may well be right, so
+			// never answer "wrong"; no failure is counted.
 			v.audit.Error("reading account", "user", a.User, "err", err)
-			return deny(ReasonError)
+			return deny(ReasonUnavailable)
 		}
 	}
 	key := v.sessions.KeyFor(a.User, a.Secret)
