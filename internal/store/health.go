@@ -28,6 +28,9 @@ func (s *Store) storageFault(err error) bool {
 	if err == nil {
 		return false
 	}
+	if errors.Is(err, errUnresponsive) {
+		return true
+	}
 	if fault, known := s.d.storageFault(err); known {
 		return fault
 	}

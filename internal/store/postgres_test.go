@@ -226,3 +226,60 @@ func TestMigrationsAlike(t *testing.T) {
 		}
 	}
 }
+
+// TestPostgresUnresponsive: a server that stops answering with the
+// connections open (frozen) does not hold sign-ins: the commit gives up
+// within its bound, the step is not used, and the store is unhealthy;
+// once the server answers again the step is usable once.
+func TestPostgresUnresponsive(t *testing.T) {
+	srv := postgres.Start(t, postgres.Options{})
+	ctx := context.Background()
+	sealer, _ := seal.LoadOrCreate(filepath.Join(t.TempDir(), "sealing.key"))
+	s, err := OpenPostgres(ctx, srv.NewDatabase(t), "", sealer, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	s.AddUser(ctx, NewUser{Name: "dora", PasswordHash: "h"})
+	a, _ := s.AddAuthenticator(ctx, "dora", "app", "JBSWY3DPEHPK3PXP")
+	if err := s.ConsumeStep(ctx, a.ID, 6); err != nil {
+		t.Fatal(err)
+	}
+	old := commitTimeout
+	commitTimeout = time.Second
+	defer func() { commitTimeout = old }()
+
+	thaw, err := srv.Freeze()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer thaw()
+	done := make(chan error, 1)
+	go func() { done <- s.ConsumeStep(ctx, a.ID, 7) }()
+	select {
+	case err := <-done:
+		if err == nil || errors.Is(err, ErrStepUsed) {
+			t.Fatalf("ConsumeStep with the server frozen = %v, want a storage error", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("ConsumeStep still waiting 20s after the server froze (the commit has a 1s bound)")
+	}
+	if s.Healthy() == nil {
+		t.Fatal("healthy after a commit that got no answer")
+	}
+	thaw()
+	probe := s.HealthProbe(nil)
+	for i := 0; s.Healthy() != nil; i++ {
+		if i == 100 {
+			t.Fatalf("still unhealthy 10s after the server thawed: %v", s.Healthy())
+		}
+		probe(ctx)
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err := s.ConsumeStep(ctx, a.ID, 7); err != nil {
+		t.Fatalf("the step the frozen server did not record: %v", err)
+	}
+	if err := s.ConsumeStep(ctx, a.ID, 7); !errors.Is(err, ErrStepUsed) {
+		t.Fatalf("again: %v, want ErrStepUsed", err)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 )
 
 // ErrStepUsed is returned by ConsumeStep when the time step, or a later
@@ -110,10 +111,24 @@ func (c *stepCommitter) run() {
 	}
 }
 
+// commitTimeout bounds one group commit. A database server that stopped
+// answering (a network that drops packets, a frozen host) would otherwise
+// hold every sign-in that waits for the commit until TCP gives up,
+// minutes later; past it the batch is answered unavailable (and the
+// steps are not used, unless the server did commit: then a retry is a
+// replay, never a second acceptance).
+var commitTimeout = 10 * time.Second
+
+// errUnresponsive marks a commit that got no answer within commitTimeout:
+// a storage fault, whatever the driver calls it.
+var errUnresponsive = errors.New("the database did not answer")
+
 func (c *stepCommitter) commit(batch []*stepRequest) {
 	results := make([]error, len(batch))
+	ctx, cancel := context.WithTimeout(context.Background(), commitTimeout)
+	defer cancel()
 	err := func() error {
-		tx, err := c.db.Begin()
+		tx, err := c.db.BeginTx(ctx, nil)
 		if err != nil {
 			return err
 		}
@@ -121,14 +136,14 @@ func (c *stepCommitter) commit(batch []*stepRequest) {
 			// Prepared once for the committer's life: parsing the
 			// statement (and compiling its trigger) per batch costs
 			// more than running it.
-			if c.update, err = c.db.Prepare(c.query); err != nil {
+			if c.update, err = c.db.PrepareContext(ctx, c.query); err != nil {
 				tx.Rollback()
 				return err
 			}
 		}
-		stmt := tx.Stmt(c.update)
+		stmt := tx.StmtContext(ctx, c.update)
 		for i, r := range batch {
-			res, err := stmt.Exec(r.step, r.id, r.step)
+			res, err := stmt.ExecContext(ctx, r.step, r.id, r.step)
 			if err != nil {
 				stmt.Close()
 				tx.Rollback()
@@ -141,6 +156,9 @@ func (c *stepCommitter) commit(batch []*stepRequest) {
 		stmt.Close()
 		return tx.Commit()
 	}()
+	if err != nil && ctx.Err() != nil {
+		err = fmt.Errorf("%w within %s: %w", errUnresponsive, commitTimeout, err)
+	}
 	c.note(err)
 	for i, r := range batch {
 		if err != nil {

@@ -239,6 +239,58 @@ func (s *Server) stop(mode string) error {
 	return nil
 }
 
+// Freeze stops the server's processes where they are (SIGSTOP): its
+// connections stay open and nothing answers, as with a host that hangs or
+// a network that drops packets. thaw lets them run again.
+func (s *Server) Freeze() (thaw func(), err error) {
+	b, err := os.ReadFile(filepath.Join(s.data, "postmaster.pid"))
+	if err != nil {
+		return nil, fmt.Errorf("freeze: is the server running? %w", err)
+	}
+	first, _, _ := strings.Cut(string(b), "\n")
+	master, err := strconv.Atoi(strings.TrimSpace(first))
+	if err != nil {
+		return nil, fmt.Errorf("freeze: postmaster.pid: %w", err)
+	}
+	pids := append([]int{master}, children(master)...)
+	for _, pid := range pids {
+		syscall.Kill(pid, syscall.SIGSTOP)
+	}
+	return func() {
+		for _, pid := range pids {
+			syscall.Kill(pid, syscall.SIGCONT)
+		}
+	}, nil
+}
+
+// children are the processes whose parent is pid (the postmaster's
+// backends and helpers).
+func children(pid int) []int {
+	entries, _ := os.ReadDir("/proc")
+	var out []int
+	for _, e := range entries {
+		child, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid ...: comm may hold spaces, so read
+		// after its closing parenthesis.
+		i := strings.LastIndexByte(string(b), ')')
+		if i < 0 {
+			continue
+		}
+		f := strings.Fields(string(b)[i+1:])
+		if len(f) > 1 && f[1] == strconv.Itoa(pid) {
+			out = append(out, child)
+		}
+	}
+	return out
+}
+
 // Close stops the cluster and removes its folder.
 func (s *Server) Close() {
 	if s.data != "" {

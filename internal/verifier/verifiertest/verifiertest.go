@@ -55,6 +55,9 @@ type Options struct {
 	Configure func(*verifier.Config)
 	// SessionConfig may change the session store's config.
 	SessionConfig func(*session.Config)
+	// PostgresDSN, when set, puts the store in that PostgreSQL database
+	// instead of a SQLite file in the folder.
+	PostgresDSN string
 }
 
 // New builds an Env in a temporary folder that the test removes.
@@ -69,7 +72,12 @@ func New(t testing.TB, opts Options) *Env {
 	if opts.Clock != nil {
 		now = opts.Clock.Now
 	}
-	st, err := store.Open(context.Background(), filepath.Join(dir, "stepgate.db"), sealer, store.Options{Now: now})
+	var st *store.Store
+	if opts.PostgresDSN != "" {
+		st, err = store.OpenPostgres(context.Background(), opts.PostgresDSN, "", sealer, store.Options{Now: now})
+	} else {
+		st, err = store.Open(context.Background(), filepath.Join(dir, "stepgate.db"), sealer, store.Options{Now: now})
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
