@@ -27,11 +27,12 @@ type profile struct {
 	messages int // in the IMAP mailbox
 	sessions int // for the memory measurement
 	idle     int // idle connections for the memory measurement
+	imports  int // people in the slapcat dump that `user import` reads
 }
 
 var profiles = map[string]profile{
-	"full":  {name: "full", reps: 3, duration: 2 * time.Second, conns: []int{1, 8, 64}, users: 20000, messages: 1000, sessions: 100000, idle: 10000},
-	"smoke": {name: "smoke", reps: 1, duration: 150 * time.Millisecond, conns: []int{1, 8}, users: 300, messages: 20, sessions: 2000, idle: 200},
+	"full":  {name: "full", reps: 3, duration: 2 * time.Second, conns: []int{1, 8, 64}, users: 20000, messages: 1000, sessions: 100000, idle: 10000, imports: 100000},
+	"smoke": {name: "smoke", reps: 1, duration: 150 * time.Millisecond, conns: []int{1, 8}, users: 300, messages: 20, sessions: 2000, idle: 200, imports: 200},
 }
 
 // side is one of the two things compared.
@@ -167,6 +168,7 @@ func TestBench(t *testing.T) {
 	report.extra = append(report.extra, im.idle(t, p)...)
 
 	report.extra = append(report.extra, memory(t, p)...)
+	report.extra = append(report.extra, importRate(t, p)...)
 	report.skipped = append(report.skipped, skippedParts...)
 
 	dir := *outDir

@@ -102,7 +102,7 @@ func (a *app) userCommand() *cobra.Command {
 	return group("user", "Manage accounts and their authenticators",
 		a.userAddCommand(), a.userPasswdCommand(), a.userEnrollCommand(), a.userConfirmCommand(),
 		a.userListCommand(), a.userDisableCommand(), a.userEnableCommand(), a.userDisable2SVCommand(), a.userDeleteCommand(),
-		a.userMethodCommand(), a.userRecoveryCodesCommand())
+		a.userMethodCommand(), a.userRecoveryCodesCommand(), a.userImportCommand(), a.userExportCommand())
 }
 
 func (a *app) userAddCommand() *cobra.Command {

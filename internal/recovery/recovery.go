@@ -47,6 +47,12 @@ func New(st *store.Store, alerts *notify.Alerter, log *slog.Logger) *Service {
 	return &Service{st: st, key: st.Sealer().Derive("recovery code"), alerts: alerts, log: log}
 }
 
+// Hash is the keyed hash under which the recovery code code of the
+// account with id userID is stored: an import hands it to
+// store.ImportOptions, so that codes brought from elsewhere are kept
+// exactly as the ones Generate makes.
+func (s *Service) Hash(userID int64, code string) string { return s.hash(userID, code) }
+
 func (s *Service) hash(userID int64, code string) string {
 	m := hmac.New(sha256.New, s.key)
 	m.Write([]byte(strconv.FormatInt(userID, 10)))

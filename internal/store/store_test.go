@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -299,6 +300,29 @@ func TestImport(t *testing.T) {
 		}
 		if _, err := st.User(ctx, "cid"); !errors.Is(err, ErrNotFound) {
 			t.Fatalf("cid after a failed import: %v", err)
+		}
+
+		// Labelled authenticators keep their last used step; recovery
+		// codes are stored as the hash the caller makes of them.
+		hash := func(id int64, code string) string { return fmt.Sprintf("%d:%s", id, code) }
+		err = st.ImportWith(ctx, []Imported{{NewUser: NewUser{Name: "dot", PasswordHash: "h"}, Disabled: true,
+			Authenticators: []ImportedAuthenticator{{Label: "phone", Secret: "JBSWY3DPEHPK3PXP", LastStep: 42}, {Label: "tablet", Secret: "KRSXG5A="}},
+			RecoveryCodes:  []string{"1111-2222-3333", "4444-5555-6666"}}}, ImportOptions{RecoveryHash: hash})
+		if err != nil {
+			t.Fatal(err)
+		}
+		u, auths, err = st.Account(ctx, "dot")
+		if err != nil || !u.Disabled || u.TwoStep != TwoStepActive || len(auths) != 2 || auths[0].Label != "phone" || auths[0].LastStep != 42 || auths[1].Label != "tablet" {
+			t.Fatalf("dot = %+v, %+v, %v", u, auths, err)
+		}
+		if _, ok, err := st.UnusedRecoveryCode(ctx, u.ID, hash(u.ID, "4444-5555-6666")); !ok || err != nil {
+			t.Fatalf("dot's recovery code: %v %v", ok, err)
+		}
+		if n, _ := st.RecoveryCodesLeft(ctx, u.ID); n != 2 {
+			t.Fatalf("dot has %d recovery codes, want 2", n)
+		}
+		if err := st.Import(ctx, []Imported{{NewUser: NewUser{Name: "eve", PasswordHash: "h"}, RecoveryCodes: []string{"1111-2222-3333"}}}); err == nil {
+			t.Fatal("recovery codes without a hash function were imported")
 		}
 	})
 }

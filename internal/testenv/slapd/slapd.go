@@ -38,6 +38,9 @@ type Options struct {
 	// LDIF is loaded with slapadd before the first start (fast, for
 	// thousands of entries); the base entries are always there.
 	LDIF string
+	// PasswordModules loads pw-sha2 and argon2, so that slapd checks
+	// {SSHA256}, {SSHA512} and {ARGON2} passwords too.
+	PasswordModules bool
 }
 
 // Server is a running (or stopped) slapd.
@@ -75,6 +78,9 @@ func Start(t testing.TB, o Options) *Server {
 	fmt.Fprintf(&conf, "modulepath /usr/lib/ldap\nmoduleload back_mdb\n")
 	if o.OTP {
 		conf.WriteString("moduleload otp\n")
+	}
+	if o.PasswordModules {
+		conf.WriteString("moduleload pw-sha2\nmoduleload argon2\n")
 	}
 	fmt.Fprintf(&conf, "pidfile %[1]s/slapd.pid\nargsfile %[1]s/slapd.args\n", dir)
 	if o.CertFile != "" {
@@ -134,6 +140,43 @@ func (s *Server) slapadd(ldif string) {
 	if err != nil {
 		s.t.Fatalf("slapadd: %v\n%s", err, out)
 	}
+}
+
+// Slapcat is the whole database as OpenLDAP's slapcat prints it (LDIF
+// with operational attributes, long values folded, binary and
+// non-ASCII values in base64), read while slapd runs, as an
+// administrator backs a directory up.
+func (s *Server) Slapcat() string {
+	s.t.Helper()
+	cmd := exec.Command(testenv.NeedProgram(s.t, "slapcat"), "-f", s.conf)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		s.t.Fatalf("slapcat: %v\n%s", err, stderr.String())
+	}
+	return string(out)
+}
+
+// Slappasswd is a userPassword value as OpenLDAP's slappasswd makes it:
+// slappasswd ARGS -s pw, with the module a scheme needs loaded (pw-sha2
+// for {SSHA256} and {SSHA512}, argon2 for {ARGON2}): ("-h", "{SSHA512}"),
+// ("-h", "{CRYPT}", "-c", "$6$rounds=5000$%.16s").
+func Slappasswd(t testing.TB, pw string, args ...string) string {
+	t.Helper()
+	// slappasswd keeps the last module-load only.
+	joined := strings.Join(args, " ")
+	switch {
+	case strings.Contains(joined, "{SSHA256}"), strings.Contains(joined, "{SSHA512}"):
+		args = append([]string{"-o", "module-path=/usr/lib/ldap", "-o", "module-load=pw-sha2"}, args...)
+	case strings.Contains(joined, "{ARGON2}"):
+		args = append([]string{"-o", "module-path=/usr/lib/ldap", "-o", "module-load=argon2"}, args...)
+	}
+	out, err := exec.Command(testenv.NeedProgram(t, "slappasswd"), append(args, "-s", pw)...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("slappasswd %v: %v\n%s", args, err, out)
+	}
+	return strings.TrimSpace(string(out))
 }
 
 // URL is ldap://127.0.0.1:PORT.
