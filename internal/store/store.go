@@ -1,7 +1,8 @@
 // Package store keeps stepgate's durable state, accounts and their
 // authenticators, behind one API whatever the database: an embedded
-// SQLite database by default (modernc.org/sqlite, no cgo), each engine a
-// dialect with its schema migrations compiled into the binary.
+// SQLite database by default (modernc.org/sqlite, no cgo), or PostgreSQL
+// (pgx) that several instances share, each engine a dialect with its
+// schema migrations compiled into the binary.
 package store
 
 import (
