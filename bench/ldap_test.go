@@ -99,8 +99,39 @@ func startStepgate(t *testing.T, us []benchUser, hash func(benchUser) string, li
 // database dsn ("" for SQLite).
 func startStepgateOn(t *testing.T, dsn string, us []benchUser, hash func(benchUser) string, limits *session.Limits, mod func(*config.LDAP), clock *verifiertest.Clock) *stepgate {
 	t.Helper()
+	sg := newStepgate(t, dsn, nil, limits, mod, clock)
+	imp := make([]store.Imported, len(us))
+	for i, u := range us {
+		imp[i] = store.Imported{NewUser: store.NewUser{Name: u.name, PasswordHash: hash(u)}, TOTPSecret: u.secret}
+	}
+	if err := sg.env.Store.Import(context.Background(), imp); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sg.env.Verifier.Reconcile(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return sg
+}
+
+// joinStepgate starts a second instance on first's store (its database,
+// sealing key and clock), with a memory and an LDAP listener of its own:
+// another process of a cluster.
+func joinStepgate(t *testing.T, first *stepgate) *stepgate {
+	t.Helper()
+	sg := newStepgate(t, first.env.PostgresDSN, first.env, nil, nil, first.env.Clock)
+	if _, err := sg.env.Verifier.Reconcile(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return sg
+}
+
+// newStepgate starts an instance's verifier and LDAP front end on an
+// empty store, or on join's.
+func newStepgate(t *testing.T, dsn string, join *verifiertest.Env, limits *session.Limits, mod func(*config.LDAP), clock *verifiertest.Clock) *stepgate {
+	t.Helper()
 	env := verifiertest.New(t, verifiertest.Options{
 		PostgresDSN: dsn,
+		Join:        join,
 		Clock:       clock,
 		Configure: func(c *verifier.Config) {
 			c.Audit = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -119,16 +150,6 @@ func startStepgateOn(t *testing.T, dsn string, us []benchUser, hash func(benchUs
 			}
 		},
 	})
-	imp := make([]store.Imported, len(us))
-	for i, u := range us {
-		imp[i] = store.Imported{NewUser: store.NewUser{Name: u.name, PasswordHash: hash(u)}, TOTPSecret: u.secret}
-	}
-	if err := env.Store.Import(context.Background(), imp); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := env.Verifier.Reconcile(context.Background()); err != nil {
-		t.Fatal(err)
-	}
 	cfg := config.Default().LDAP
 	cfg.Listen = "127.0.0.1:0"
 	cfg.MaxConns = 100000
