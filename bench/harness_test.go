@@ -150,9 +150,11 @@ func TestBench(t *testing.T) {
 	for _, m := range ldap.failureMeasurements(t) {
 		report.rows = append(report.rows, runMeasurement(t, p, m)...)
 	}
-	for _, m := range ldap.storeMeasurements(t) {
+	stores, storeExtra := ldap.storeMeasurements(t)
+	for _, m := range stores {
 		report.rows = append(report.rows, runMeasurement(t, p, m)...)
 	}
+	report.extra = append(report.extra, storeExtra...)
 	if m, ok := ldap.proxyMeasurements(t); ok {
 		for _, x := range m {
 			report.rows = append(report.rows, runMeasurement(t, p, x)...)

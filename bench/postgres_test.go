@@ -3,6 +3,8 @@ package bench
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -18,15 +20,20 @@ import (
 // and two instances on one PostgreSQL with one, the same accounts and the
 // same load generator: first sign-ins, which write the used step and the
 // session in one group commit, and session hits, which read memory.
-func (b *ldapBench) storeMeasurements(t *testing.T) []measurement {
+func (b *ldapBench) storeMeasurements(t *testing.T) (ms []measurement, extra []string) {
 	if _, err := postgres.Bin(); err != nil {
 		skippedParts = append(skippedParts, "PostgreSQL store: "+err.Error())
-		return nil
+		return nil, nil
 	}
 	pg := postgres.Start(t, postgres.Options{})
 	t.Logf("starting two stepgate instances on one PostgreSQL with %d accounts", len(b.users))
 	one := startStepgateOn(t, pg.NewDatabase(t), b.users, func(u benchUser) string { return u.ssha }, nil, nil, verifiertest.NewClock(time.Now()))
 	two := []*stepgate{one, joinStepgate(t, one)}
+	samples := 60
+	if b.p.name == "smoke" {
+		samples = 8
+	}
+	extra = append(extra, revokeAcross(t, two[0], two[1], b.users, samples))
 	return []measurement{
 		{id: "first-sign-in-postgres", title: "First sign-in: the store in PostgreSQL against SQLite", unit: "binds/s",
 			stepgate: b.firstSignIns("stepgate (PostgreSQL)", one), ref: b.firstSignIns("stepgate (SQLite)", b.sg),
@@ -40,7 +47,55 @@ func (b *ldapBench) storeMeasurements(t *testing.T) []measurement {
 		{id: "session-hit-two-instances", title: "Session hit: two instances on one PostgreSQL against one", unit: "binds/s",
 			stepgate: b.sessionHitsOn("stepgate x2 (PostgreSQL)", two), ref: b.sessionHitsOn("stepgate x1 (PostgreSQL)", two[:1]),
 			note: "sessions made on the first instance; the second finds them in the store on its first miss"},
+	}, extra
+}
+
+// revokeAcross times a revoke on instance b until a's session of it is
+// closed (its connections cut, its string refused): a polls the change
+// log every 250 ms as serve does, and the revokes come at random moments
+// of that period, as an administrator's would.
+func revokeAcross(t *testing.T, a, b *stepgate, users []benchUser, samples int) string {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		tick := time.NewTicker(250 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+				a.env.Verifier.Refresh(ctx)
+			}
+		}
+	}()
+	var took []time.Duration
+	for i := range samples {
+		a.env.Clock.Advance(90 * time.Second)
+		u := users[len(users)-1-i%len(users)]
+		s := u.password + u.code(a.env.Clock.Now())
+		d := a.env.Verifier.Verify(ctx, verifier.Attempt{Protocol: "ldap", User: u.name, Secret: s, Remote: "127.0.0.1"})
+		if !d.Allowed() {
+			t.Fatalf("revoke across instances: signing %s in: %s", u.name, d.Reason)
+		}
+		time.Sleep(rand.N(250 * time.Millisecond))
+		start := time.Now()
+		if found, err := b.env.Sessions.RevokeEverywhere(ctx, d.Session.SessionID()); err != nil || !found {
+			t.Fatalf("revoke across instances: %v %v", found, err)
+		}
+		select {
+		case <-d.Session.Revoked():
+		case <-time.After(10 * time.Second):
+			t.Fatal("revoke across instances: the session on the other instance still open after 10 s")
+		}
+		took = append(took, time.Since(start))
 	}
+	slices.Sort(took)
+	line := fmt.Sprintf("Revoke on one instance to the session closed on the other (PostgreSQL, %d revokes at random moments of the 250 ms poll): median %d ms, p99 %d ms",
+		samples, took[len(took)/2].Milliseconds(), took[len(took)*99/100].Milliseconds())
+	t.Log(line)
+	return line
 }
 
 // firstSignInsOn is firstSignIns with connection i on instance i mod n
