@@ -29,6 +29,8 @@ type imapBench struct {
 	addr   string
 	stored string
 	total  int // bytes in the mailbox
+	// nginx is nginx's mail proxy in front of the same Dovecot, or nil.
+	nginx *nginxIMAP
 }
 
 func newIMAPBench(t *testing.T, p profile) *imapBench {
@@ -51,7 +53,7 @@ func newIMAPBench(t *testing.T, p profile) *imapBench {
 	done := make(chan struct{})
 	go func() { srv.Serve(ctx); close(done) }()
 	t.Cleanup(func() { cancel(); <-done })
-	b := &imapBench{p: p, dc: dc, addr: srv.Addr(), stored: "classmate" + alice.Code(t)}
+	b := &imapBench{p: p, dc: dc, addr: srv.Addr(), stored: "classmate" + alice.Code(t), nginx: startNginxIMAP(t, dc.Addr())}
 	// Messages from 1 KiB to 1 MiB, spread evenly on a log scale.
 	for i := 0; i < p.messages; i++ {
 		size := int(1024 * math.Pow(1024, float64(i)/float64(max(1, p.messages-1))))
@@ -82,7 +84,7 @@ func (b *imapBench) measurements() []measurement {
 	run := func(conns int, w func(int) (loadgen.Worker, error)) (loadgen.Result, error) {
 		return loadgen.Run(context.Background(), loadgen.Options{Conns: conns, Duration: b.p.duration}, w)
 	}
-	return []measurement{{
+	m := measurement{
 		id: "imap-login", title: "IMAP: connect, log in, log out (stored string)", unit: "logins/s",
 		stepgate: side{name: "via stepgate", run: func(t *testing.T, conns, rep int) (loadgen.Result, error) {
 			return run(conns, b.login(b.addr, b.stored))
@@ -90,7 +92,13 @@ func (b *imapBench) measurements() []measurement {
 		ref: side{name: "Dovecot direct", run: func(t *testing.T, conns, rep int) (loadgen.Result, error) {
 			return run(conns, b.login(b.dc.Addr(), "classmate"))
 		}},
-	}}
+	}
+	if b.nginx != nil {
+		m.also, m.alsoTarget = &side{name: "nginx mail proxy", run: func(t *testing.T, conns, rep int) (loadgen.Result, error) {
+			return run(conns, b.login(b.nginx.addr, "classmate"))
+		}}, 1.0
+	}
+	return []measurement{m}
 }
 
 // fetchOnce reads every message body of the mailbox and returns MB/s.
@@ -129,26 +137,40 @@ func (b *imapBench) fetchOnce(addr, secret string) (float64, error) {
 }
 
 func (b *imapBench) fetch(t *testing.T, p profile) []string {
-	var sg, dv []float64
+	type way struct {
+		name, addr, secret string
+		out                []float64
+	}
+	ways := []*way{{name: "via stepgate", addr: b.addr, secret: b.stored}, {name: "Dovecot direct", addr: b.dc.Addr(), secret: "classmate"}}
+	if b.nginx != nil {
+		ways = append(ways, &way{name: "via nginx", addr: b.nginx.addr, secret: "classmate"})
+	}
 	for rep := 0; rep < max(3, p.reps); rep++ {
-		for _, x := range []struct {
-			addr, secret string
-			out          *[]float64
-		}{{b.addr, b.stored, &sg}, {b.dc.Addr(), "classmate", &dv}} {
+		for _, x := range ways {
 			v, err := b.fetchOnce(x.addr, x.secret)
 			if err != nil {
-				t.Errorf("FETCH: %v", err)
+				t.Errorf("FETCH %s: %v", x.name, err)
 				continue
 			}
-			*x.out = append(*x.out, v)
+			x.out = append(x.out, v)
 		}
 	}
+	sg, dv := median(ways[0].out), median(ways[1].out)
 	ratio := 0.0
-	if median(dv) > 0 {
-		ratio = median(sg) / median(dv)
+	if dv > 0 {
+		ratio = sg / dv
 	}
-	return []string{fmt.Sprintf("IMAP FETCH of a %d-message mailbox (1 KiB to 1 MiB, %.0f MB): via stepgate %.0f MB/s, Dovecot direct %.0f MB/s, ratio %.2f (medians of %d; target >= 0.9x: %s)",
-		p.messages, float64(b.total)/1e6, median(sg), median(dv), ratio, len(sg), met(ratio >= 0.9))}
+	line := fmt.Sprintf("IMAP FETCH of a %d-message mailbox (1 KiB to 1 MiB, %.0f MB): via stepgate %.0f MB/s, Dovecot direct %.0f MB/s, ratio %.2f (medians of %d; target >= 0.9x: %s)",
+		p.messages, float64(b.total)/1e6, sg, dv, ratio, len(ways[0].out), met(ratio >= 0.9))
+	if len(ways) > 2 {
+		ng := median(ways[2].out)
+		r := 0.0
+		if ng > 0 {
+			r = sg / ng
+		}
+		line += fmt.Sprintf("; via nginx mail proxy %.0f MB/s, stepgate/nginx %.2f (target >= 1.0x: %s)", ng, r, met(r >= 1.0))
+	}
+	return []string{line}
 }
 
 // idle measures how long a message delivered upstream takes to reach a
