@@ -208,7 +208,7 @@ func TestBench(t *testing.T) {
 	report := &report{profile: p, started: time.Now()}
 
 	if want("reconnect-plain", "reconnect-otp", "first-sign-in", "concurrent-one-code", "wrong-code", "lockout",
-		"proxy-bind", "proxy-search", "first-sign-in-directory") {
+		"first-sign-in-postgres", "proxy-bind", "proxy-search", "first-sign-in-directory") {
 		ldap := newLDAPBench(t, p)
 		for _, m := range ldap.measurements() {
 			report.rows = append(report.rows, runMeasurement(t, p, m)...)
@@ -218,6 +218,11 @@ func TestBench(t *testing.T) {
 		}
 		if want("wrong-code", "lockout") {
 			for _, m := range ldap.failureMeasurements(t) {
+				report.rows = append(report.rows, runMeasurement(t, p, m)...)
+			}
+		}
+		if want("first-sign-in-postgres") {
+			for _, m := range ldap.storeMeasurements(t) {
 				report.rows = append(report.rows, runMeasurement(t, p, m)...)
 			}
 		}

@@ -92,8 +92,16 @@ type stepgate struct {
 // failure counters must age, as they do in production).
 func startStepgate(t *testing.T, us []benchUser, hash func(benchUser) string, limits *session.Limits, mod func(*config.LDAP), clock *verifiertest.Clock) *stepgate {
 	t.Helper()
+	return startStepgateOn(t, "", us, hash, limits, mod, clock)
+}
+
+// startStepgateOn is startStepgate with the store in the PostgreSQL
+// database dsn ("" for SQLite).
+func startStepgateOn(t *testing.T, dsn string, us []benchUser, hash func(benchUser) string, limits *session.Limits, mod func(*config.LDAP), clock *verifiertest.Clock) *stepgate {
+	t.Helper()
 	env := verifiertest.New(t, verifiertest.Options{
-		Clock: clock,
+		PostgresDSN: dsn,
+		Clock:       clock,
 		Configure: func(c *verifier.Config) {
 			c.Audit = slog.New(slog.NewTextHandler(io.Discard, nil))
 			if limits == nil {
@@ -209,6 +217,19 @@ func newLDAPBench(t *testing.T, p profile) *ldapBench {
 
 func (b *ldapBench) close() {}
 
+// firstSignIns is a side that signs every account in with a fresh code
+// on sg (a fresh step for every account on each run).
+func (b *ldapBench) firstSignIns(name string, sg *stepgate) side {
+	users := b.users
+	return side{name: name, run: func(t *testing.T, conns, rep int) (loadgen.Result, error) {
+		sg.env.Clock.Advance(90 * time.Second)
+		now := sg.env.Clock.Now()
+		return b.run(conns, len(users), bindWorkers(sg.url(), func(_, n int) (string, string) {
+			return users[n].dn(), users[n].password + users[n].code(now)
+		}))
+	}}
+}
+
 func (b *ldapBench) run(conns int, max int, newWorker func(int) (loadgen.Worker, error)) (loadgen.Result, error) {
 	return loadgen.Run(context.Background(), loadgen.Options{Conns: conns, Duration: b.p.duration, Max: max}, newWorker)
 }
@@ -229,13 +250,7 @@ func (b *ldapBench) measurements() []measurement {
 	reconnect := side{name: "stepgate (session hit)", run: func(t *testing.T, conns, rep int) (loadgen.Result, error) {
 		return b.run(conns, 0, bindWorkers(b.sg.url(), func(w, _ int) (string, string) { return users[w].dn(), b.stored[w] }))
 	}}
-	first := side{name: "stepgate ({SSHA})", run: func(t *testing.T, conns, rep int) (loadgen.Result, error) {
-		b.sg.env.Clock.Advance(90 * time.Second) // a fresh step for every account
-		now := b.sg.env.Clock.Now()
-		return b.run(conns, len(users), bindWorkers(b.sg.url(), func(_, n int) (string, string) {
-			return users[n].dn(), users[n].password + users[n].code(now)
-		}))
-	}}
+	first := b.firstSignIns("stepgate ({SSHA})", b.sg)
 	otpFirst := side{name: "slapd+otp", run: func(t *testing.T, conns, rep int) (loadgen.Result, error) {
 		start, ok := b.takeOTP(perRun)
 		if !ok {

@@ -72,7 +72,16 @@ func invalidUsage(err error) error {
 }
 
 func (a *app) withStore(ctx context.Context, fn func(*store.Store) error) error {
-	st, err := a.dir().Open(ctx)
+	// The store's section alone: an account command should not stop on
+	// a problem in a part of the file that only serve reads.
+	cfg, err := a.config()
+	if err != nil {
+		return err
+	}
+	if err := cfg.ValidateStore(); err != nil {
+		return err
+	}
+	st, err := a.storeDir(cfg).Open(ctx)
 	if err != nil {
 		return err
 	}

@@ -294,8 +294,11 @@ func (v *Verifier) decide(ctx context.Context, a *Attempt, valid bool, look look
 			valid, acct = false, nil
 			look.err = err
 		case err != nil:
+			// The store is down or unreachable (a database server
+			// restarting): the client's string may well be right, so
+			// never answer "wrong"; no failure is counted.
 			v.audit.Error("reading account", "user", a.User, "err", err)
-			return deny(ReasonError)
+			return deny(ReasonUnavailable)
 		}
 	}
 	key := v.sessions.KeyFor(a.User, a.Secret)
