@@ -6,6 +6,10 @@ import (
 	"io"
 	"log/slog"
 	"math"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -147,7 +151,7 @@ func (b *imapBench) fetch(t *testing.T, p profile) []string {
 	}
 	for rep := 0; rep < max(3, p.reps); rep++ {
 		for _, x := range ways {
-			v, err := b.fetchOnce(x.addr, x.secret)
+			v, err := fetchInChild(x.addr, x.secret, b.p.messages, b.total)
 			if err != nil {
 				t.Errorf("FETCH %s: %v", x.name, err)
 				continue
@@ -171,6 +175,45 @@ func (b *imapBench) fetch(t *testing.T, p profile) []string {
 		line += fmt.Sprintf("; via nginx mail proxy %.0f MB/s, stepgate/nginx %.2f (target >= 1.0x: %s)", ng, r, met(r >= 1.0))
 	}
 	return []string{line}
+}
+
+// fetchInChild runs fetchOnce in a child process (this test binary
+// again, TestFetchClient): a client in this process would share its
+// GOMAXPROCS with stepgate's splice, so every wake-up of the relay could
+// wait behind the client's own parsing, which nginx and Dovecot, in
+// processes of their own, never do. The client then costs all three
+// ways the same.
+func fetchInChild(addr, secret string, messages, total int) (float64, error) {
+	cmd := exec.Command(os.Args[0], "-test.run=^TestFetchClient$", "-test.count=1")
+	cmd.Env = append(os.Environ(), "STEPGATE_FETCH_CLIENT="+addr, "STEPGATE_FETCH_SECRET="+secret,
+		fmt.Sprintf("STEPGATE_FETCH_MESSAGES=%d", messages), fmt.Sprintf("STEPGATE_FETCH_TOTAL=%d", total))
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return 0, fmt.Errorf("fetch client: %v\n%s", err, out)
+	}
+	for _, l := range strings.Split(string(out), "\n") {
+		if v, ok := strings.CutPrefix(l, "FETCH MB/s "); ok {
+			return strconv.ParseFloat(strings.TrimSpace(v), 64)
+		}
+	}
+	return 0, fmt.Errorf("fetch client said no rate:\n%s", out)
+}
+
+// TestFetchClient is the child of fetchInChild; it does nothing when run
+// on its own.
+func TestFetchClient(t *testing.T) {
+	addr := os.Getenv("STEPGATE_FETCH_CLIENT")
+	if addr == "" {
+		t.Skip("the child process of the IMAP FETCH measurement")
+	}
+	messages, _ := strconv.Atoi(os.Getenv("STEPGATE_FETCH_MESSAGES"))
+	total, _ := strconv.Atoi(os.Getenv("STEPGATE_FETCH_TOTAL"))
+	b := &imapBench{p: profile{messages: messages}, total: total}
+	v, err := b.fetchOnce(addr, os.Getenv("STEPGATE_FETCH_SECRET"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Printf("FETCH MB/s %f\n", v)
 }
 
 // idle measures how long a message delivered upstream takes to reach a

@@ -115,6 +115,9 @@ func (r *report) groups() []string {
 // against connections (log scale).
 func (r *report) throughputPlot(path string) error {
 	groups := r.groups()
+	if len(groups) == 0 {
+		return nil // a run of -bench-only rows without a table
+	}
 	rowsN := (len(groups) + 1) / 2
 	plots := make([][]*plot.Plot, rowsN)
 	for i := range plots {
