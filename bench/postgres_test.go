@@ -15,6 +15,10 @@ import (
 	"github.com/stepgate/stepgate/internal/verifier/verifiertest"
 )
 
+// storeIDs are the ids of storeMeasurements' rows, and "revoke-across"
+// for the revoke time, for -bench-only.
+var storeIDs = []string{"first-sign-in-postgres", "session-hit-postgres", "first-sign-in-two-instances", "session-hit-two-instances", "revoke-across"}
+
 // storeMeasurements compare the store in PostgreSQL (a local cluster,
 // fsync on as in production, over TCP on loopback) with the SQLite store,
 // and two instances on one PostgreSQL with one, the same accounts and the
@@ -33,7 +37,9 @@ func (b *ldapBench) storeMeasurements(t *testing.T) (ms []measurement, extra []s
 	if b.p.name == "smoke" {
 		samples = 8
 	}
-	extra = append(extra, revokeAcross(t, two[0], two[1], b.users, samples))
+	if want("revoke-across") {
+		extra = append(extra, revokeAcross(t, two[0], two[1], b.users, samples))
+	}
 	return []measurement{
 		{id: "first-sign-in-postgres", title: "First sign-in: the store in PostgreSQL against SQLite", unit: "binds/s",
 			stepgate: b.firstSignIns("stepgate (PostgreSQL)", one), ref: b.firstSignIns("stepgate (SQLite)", b.sg),
