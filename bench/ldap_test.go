@@ -285,7 +285,7 @@ func (b *ldapBench) measurements() []measurement {
 	}}
 	return []measurement{
 		{id: "reconnect-plain", title: "Legacy reconnect: binds with the stored string", unit: "binds/s",
-			stepgate: reconnect, target: 1.0,
+			stepgate: reconnect, target: 2.0,
 			ref: side{name: "slapd plain bind", run: func(t *testing.T, conns, rep int) (loadgen.Result, error) {
 				return b.run(conns, 0, bindWorkers(b.plain.URL(), func(w, _ int) (string, string) { return users[w].dn(), users[w].password }))
 			}}},

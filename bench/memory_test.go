@@ -53,6 +53,10 @@ func raiseFileLimit(t *testing.T) {
 	syscall.Setrlimit(syscall.RLIMIT_NOFILE, &l)
 }
 
+// sessionHeapTarget is the heap a live session may cost (issue 16: 1 KiB
+// at 100,000 sessions).
+const sessionHeapTarget = 1024
+
 // memory measures heap and RSS per live session, and RSS per idle
 // connection to the LDAP front end.
 func memory(t *testing.T, p profile) []string {
@@ -71,8 +75,12 @@ func memory(t *testing.T, p profile) []string {
 	h1, r1 := heap(), rss()
 	runtime.KeepAlive(s)
 	s = nil
-	out = append(out, fmt.Sprintf("Memory per live session (%d sessions): heap %.0f B, RSS %.0f B (target under 2 KiB: %s)",
-		p.sessions, float64(h1-h0)/float64(p.sessions), float64(r1-r0)/float64(p.sessions), met(float64(h1-h0)/float64(p.sessions) < 2048)))
+	// The instance's cache alone: a stored session's row is on disk (in
+	// the database's own page cache), and memory holds the same Session
+	// whether or not a store is configured.
+	perSession := float64(h1-h0) / float64(p.sessions)
+	out = append(out, fmt.Sprintf("Memory per live session (%d sessions, the instance's memdb cache; stored rows are on disk): heap %.0f B, RSS %.0f B (target <= %d B: %s)",
+		p.sessions, perSession, float64(r1-r0)/float64(p.sessions), sessionHeapTarget, met(perSession <= sessionHeapTarget)))
 
 	var l syscall.Rlimit
 	syscall.Getrlimit(syscall.RLIMIT_NOFILE, &l)

@@ -29,6 +29,11 @@ type remoteView struct {
 	resetAt     int64 // unix nanoseconds of the last success, any instance
 }
 
+// empty reports whether v holds nothing to keep.
+func (v *remoteView) empty() bool {
+	return v.resetAt == 0 && len(v.fails) == 0 && v.lockedUntil.IsZero() && v.level == 0
+}
+
 type remoteFail struct {
 	at  int64
 	str string
@@ -125,7 +130,7 @@ func (s *Store) setRemote(txn *memdb.Txn, key string, v *remoteView, now time.Ti
 	if raw, err := txn.First(tableFailures, "id", key); err == nil && raw != nil {
 		*c = *raw.(*counter)
 	}
-	if v.resetAt == 0 && len(v.fails) == 0 && v.lockedUntil.IsZero() && v.level == 0 {
+	if v.empty() {
 		if c.Remote == nil {
 			return
 		}

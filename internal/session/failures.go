@@ -48,12 +48,6 @@ type counter struct {
 	Strings     []string `json:",omitempty"`
 	LockedUntil time.Time
 	Level       int // lockouts in a row, for the doubling
-	// InFlight is how many admitted attempts are still being evaluated.
-	// They hold their slot in the budget until they end, so that 64
-	// guesses sent at once cannot all be evaluated before the first
-	// failure is counted. It is not written to a snapshot: nothing is in
-	// flight across a restart.
-	InFlight int `json:"-"`
 	// Remote is what the other instances counted for the key, as the
 	// store said at the last admission.
 	Remote *remoteView `json:"-"`
@@ -205,6 +199,7 @@ const (
 type Admission struct {
 	s    *Store
 	keys []string
+	buf  [2]string // keys' room for a user and an address: no allocation
 	done bool
 }
 
@@ -213,6 +208,10 @@ type Admission struct {
 // or when its recent failures plus the attempts already in flight fill its
 // budget: with a budget of 5, at most 5 guesses are evaluated per window,
 // however many arrive at once. Empty keys are skipped.
+//
+// The attempts in flight are counted beside memdb, under s.admitMu, not
+// in the counters: a key without failures (nearly every sign-in) then
+// costs no memdb write transaction, neither here nor in Done.
 func (s *Store) Admit(keys ...string) (adm *Admission, ok bool) {
 	if s.lockedHere(keys) {
 		// Known locked: a flood of attempts while locked out costs no
@@ -220,45 +219,57 @@ func (s *Store) Admit(keys ...string) (adm *Admission, ok bool) {
 		return nil, false
 	}
 	views := s.fetchRemote(keys)
+	s.admitMu.Lock()
+	defer s.admitMu.Unlock()
 	now := s.now()
-	txn := s.db.Txn(true)
-	defer txn.Abort()
-	held := make([]*counter, 0, len(keys))
+	write := false
+	txn := s.db.Txn(false)
+	for k, v := range views {
+		if !v.empty() {
+			write = true
+		} else if raw, err := txn.First(tableFailures, "id", k); err == nil && raw != nil && raw.(*counter).Remote != nil {
+			write = true
+		}
+	}
+	if write {
+		txn = s.db.Txn(true)
+		defer txn.Abort()
+		for k, v := range views {
+			s.setRemote(txn, k, v, now)
+		}
+	}
 	refused := false
 	for _, k := range keys {
 		if k == "" {
 			continue
 		}
-		if v, ok := views[k]; ok {
-			s.setRemote(txn, k, v, now)
+		used := s.inflight[k]
+		if raw, err := txn.First(tableFailures, "id", k); err == nil && raw != nil {
+			c := s.current(txn, k, now)
+			if now.Before(c.lockedUntil()) {
+				refused = true
+			}
+			used += len(c.Recent) + c.remoteExtra(s.limits, now)
 		}
-		c := s.current(txn, k, now)
-		if now.Before(c.lockedUntil()) || len(c.Recent)+c.remoteExtra(s.limits, now)+c.InFlight >= s.limits.MaxFailures {
+		if used >= s.limits.MaxFailures {
 			refused = true
 		}
-		held = append(held, c)
+	}
+	if write {
+		// The other instances' failures and lockouts are kept even when
+		// refused: the lockout message says until when.
+		txn.Commit()
 	}
 	if refused {
-		// The other instances' failures and lockouts are kept even so:
-		// the lockout message says until when.
-		if len(views) > 0 {
-			for _, c := range held {
-				txn.Insert(tableFailures, c)
-			}
-			txn.Commit()
-		}
 		return nil, false
 	}
-	for _, c := range held {
-		c.InFlight++
-		if err := txn.Insert(tableFailures, c); err != nil {
-			return nil, false
-		}
-	}
-	txn.Commit()
 	adm = &Admission{s: s}
-	for _, c := range held {
-		adm.keys = append(adm.keys, c.Key)
+	adm.keys = adm.buf[:0]
+	for _, k := range keys {
+		if k != "" {
+			s.inflight[k]++
+			adm.keys = append(adm.keys, k)
+		}
 	}
 	return adm, true
 }
@@ -340,9 +351,27 @@ func (a *Admission) Done(o Outcome, str Key) (locked map[string]time.Time) {
 	}
 	a.done = true
 	s := a.s
+	s.admitMu.Lock()
+	unlocked := false
+	unlock := func() {
+		if !unlocked {
+			unlocked = true
+			s.admitMu.Unlock()
+		}
+	}
+	defer unlock() // a panic must not hold every admission
+	for _, k := range a.keys {
+		if n := s.inflight[k]; n > 1 {
+			s.inflight[k] = n - 1
+		} else {
+			delete(s.inflight, k)
+		}
+	}
+	if o == Neutral {
+		return nil // the slot alone is given back; current trims on every read
+	}
 	now := s.now()
-	txn := s.db.Txn(true)
-	defer txn.Abort()
+	var txn *memdb.Txn
 	type note struct {
 		c                        *counter
 		str                      string
@@ -350,10 +379,18 @@ func (a *Admission) Done(o Outcome, str Key) (locked map[string]time.Time) {
 	}
 	var notes []note
 	for _, k := range a.keys {
-		c := s.current(txn, k, now)
-		if c.InFlight > 0 {
-			c.InFlight--
+		if o == Succeeded {
+			// Most successes have nothing to forget: no write transaction.
+			raw, err := s.db.Txn(false).First(tableFailures, "id", k)
+			if err != nil || raw == nil {
+				continue
+			}
 		}
+		if txn == nil {
+			txn = s.db.Txn(true)
+			defer txn.Abort()
+		}
+		c := s.current(txn, k, now)
 		switch o {
 		case Succeeded:
 			if len(c.Recent) > 0 || c.Level > 0 || (c.Remote != nil && (len(c.Remote.fails) > 0 || c.Remote.level > 0)) {
@@ -378,7 +415,7 @@ func (a *Admission) Done(o Outcome, str Key) (locked map[string]time.Time) {
 			notes = append(notes, note{c: c, str: h, counted: counted, lockedNow: lockedNow})
 		}
 		var err error
-		if c.InFlight == 0 && len(c.Recent) == 0 && c.LockedUntil.IsZero() && c.Level == 0 && c.Remote == nil {
+		if len(c.Recent) == 0 && c.LockedUntil.IsZero() && c.Level == 0 && c.Remote == nil {
 			_, err = txn.DeleteAll(tableFailures, "id", k)
 		} else {
 			err = txn.Insert(tableFailures, c)
@@ -387,7 +424,12 @@ func (a *Admission) Done(o Outcome, str Key) (locked map[string]time.Time) {
 			return nil
 		}
 	}
-	txn.Commit()
+	if txn != nil {
+		txn.Commit()
+	}
+	// The lockout log is written outside the lock: other admissions must
+	// not wait for the store.
+	unlock()
 	for _, n := range notes {
 		s.record(n.c, now, n.str, n.counted, n.lockedNow, n.rset)
 	}

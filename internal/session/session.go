@@ -97,6 +97,15 @@ type Store struct {
 	live     atomic.Int64
 	durable  Durable
 	instance string
+	// admitMu guards inflight, and makes Admit's check and a Done's count
+	// one step for the budgets (failures.go).
+	admitMu sync.Mutex
+	// inflight is how many admitted attempts per key are still being
+	// evaluated. They hold their slot in the budget until they end, so
+	// that 64 guesses sent at once cannot all be evaluated before the
+	// first failure is counted. Nothing is in flight across a restart, so
+	// a snapshot has none of it.
+	inflight map[string]int
 }
 
 const (
@@ -154,7 +163,7 @@ func New(cfg Config) (*Store, error) {
 	}
 	key := append([]byte(nil), cfg.HashKey...)
 	s := &Store{db: db, now: cfg.Now, idle: cfg.Idle, absolute: cfg.Absolute, limits: limits,
-		durable: cfg.Durable, instance: newInstance()}
+		durable: cfg.Durable, instance: newInstance(), inflight: map[string]int{}}
 	s.hashers.New = func() any { return hmac.New(sha256.New, key) }
 	return s, nil
 }

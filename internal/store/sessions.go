@@ -65,9 +65,17 @@ func (s *Store) SaveSession(ctx context.Context, sess *SessionRecord) error {
 	return s.steps.submit(ctx, &stepRequest{sess: sess, done: make(chan error, 1)}, s.path)
 }
 
+const sessionByKey = `SELECT ` + sessionColumns + ` FROM sessions WHERE key_hash = ?`
+
+// failureEvents reads the lockout log of n keys.
+func failureEvents(n int) string {
+	return `SELECT key, instance, kind, str, at, until_at, level FROM failure_events
+		WHERE key IN (?` + strings.Repeat(", ?", n-1) + `) AND at > ? AND (instance <> ? OR kind = 'reset') ORDER BY id`
+}
+
 // SessionByKey returns the session stored for key, or ErrNotFound.
 func (s *Store) SessionByKey(ctx context.Context, key []byte) (*SessionRecord, error) {
-	r, err := scanSession(s.db.QueryRowContext(ctx, s.sql(`SELECT `+sessionColumns+` FROM sessions WHERE key_hash = ?`), key))
+	r, err := scanSession(s.stmtSessionByKey.QueryRowContext(ctx, key))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("session: %w", ErrNotFound)
 	}
@@ -226,8 +234,13 @@ func (s *Store) FailureEvents(ctx context.Context, keys []string, since time.Tim
 		args = append(args, k)
 	}
 	args = append(args, since.UnixNano(), instance)
-	rows, err := s.db.QueryContext(ctx, s.sql(`SELECT key, instance, kind, str, at, until_at, level FROM failure_events
-		WHERE key IN (?`+strings.Repeat(", ?", len(keys)-1)+`) AND at > ? AND (instance <> ? OR kind = 'reset') ORDER BY id`), args...)
+	var rows *sql.Rows
+	var err error
+	if len(keys) <= len(s.stmtFailures) {
+		rows, err = s.stmtFailures[len(keys)-1].QueryContext(ctx, args...)
+	} else {
+		rows, err = s.db.QueryContext(ctx, s.sql(failureEvents(len(keys))), args...)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("reading failure events: %w", err)
 	}
