@@ -29,7 +29,7 @@ func start(t *testing.T, dir datadir.Dir, demo bool, out io.Writer) (*Core, Addr
 func startWith(t *testing.T, dir datadir.Dir, demo bool, out io.Writer, mod func(*config.Config)) (*Core, Addrs, func()) {
 	t.Helper()
 	cfg := config.Default()
-	cfg.Admin.Listen = "127.0.0.1:0"
+	cfg.Admin.Listen, cfg.Portal.Listen = "127.0.0.1:0", "127.0.0.1:0"
 	cfg.LDAP.Listen, cfg.IMAP.Listen = "off", "off"
 	cfg.Audit.File = filepath.Join(t.TempDir(), "audit.log")
 	if mod != nil {

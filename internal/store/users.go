@@ -44,6 +44,9 @@ type User struct {
 	Groups  []string
 	Created time.Time
 	Updated time.Time
+	// AppPasswords are filled by Account only: what a sign-in decision
+	// needs of them.
+	AppPasswords []AppPassword
 }
 
 // NewUser is what AddUser needs.

@@ -89,6 +89,9 @@ type Config struct {
 	// since their address's budget would be spent by some users' typos
 	// and then refuse everyone else.
 	Applications Networks
+	// AppPasswordKey keys the hashes of app passwords (AppPasswordHash);
+	// without it app passwords sign in nowhere.
+	AppPasswordKey []byte
 }
 
 // Verifier decides sign-ins. It is safe for concurrent use.
@@ -110,6 +113,7 @@ type Verifier struct {
 	pacer    pacer
 	hashes   *password.Limiter
 	apps     Networks
+	appKey   []byte
 }
 
 // New returns a Verifier.
@@ -154,7 +158,7 @@ func New(cfg Config) (*Verifier, error) {
 		st: cfg.Store, sessions: cfg.Sessions, rule: cfg.Rule, totp: cfg.TOTP, policy: cfg.Policy,
 		codes: cfg.Codes, sender: cfg.Sender, audit: cfg.Audit, observer: cfg.Observer, lockouts: cfg.Lockouts, now: cfg.Now,
 		accounts: newAccounts(cfg.Store), decoy: decoy, hashes: cfg.Hashes,
-		apps: cfg.Applications,
+		apps: cfg.Applications, appKey: cfg.AppPasswordKey,
 	}
 	v.pacer.localSeed.Store(int64(hashTime))
 	return v, nil
@@ -470,6 +474,13 @@ func (v *Verifier) check(ctx context.Context, a *Attempt, acct *account, key ses
 	// decoy and fail with the same answer; the pacer makes them take as
 	// long as a password check would.
 	forced := Reason("")
+	if acct != nil && !acct.user.Disabled && !acct.user.Service {
+		// An app password is the whole string: it is checked before the
+		// split, against the account's keyed hashes.
+		if d, ok := v.appPassword(ctx, a, acct); ok {
+			return d
+		}
+	}
 	switch {
 	case !valid:
 		forced = ReasonBadName
@@ -491,8 +502,11 @@ func (v *Verifier) check(ctx context.Context, a *Attempt, acct *account, key ses
 		// an account whose second factor is a phone or an e-mail address
 		// that codes are sent to goes on to the code check, and an active
 		// account must never fall back to its password alone.
-		if v.policy == PolicyAllow {
+		if v.policy == PolicyAllow && !a.SetUp {
 			return v.passwordOnly(ctx, a, acct, key)
+		}
+		if a.SetUp {
+			return v.setUp(ctx, a, acct)
 		}
 		forced = ReasonNotEnrolled
 	}
@@ -659,6 +673,18 @@ func (v *Verifier) passwordOnly(ctx context.Context, a *Attempt, acct *account, 
 		return deny(r)
 	}
 	return v.open(ctx, a, acct.user, key, len(a.Secret), true, ReasonPasswordOnly)
+}
+
+// setUp lets a person whose account has no two-step yet in with the
+// password alone, to set it up, and opens no session.
+func (v *Verifier) setUp(ctx context.Context, a *Attempt, acct *account) Decision {
+	if r := v.checkPassword(ctx, a, acct, a.Secret); r != "" {
+		return deny(r)
+	}
+	if r := v.checkIdentity(ctx, a, acct.user.Name); r != "" {
+		return deny(r)
+	}
+	return Decision{Result: Allow, Reason: ReasonSetUp, User: acct.user.Name}
 }
 
 func (v *Verifier) newSession(a *Attempt, u *store.User, key session.Key, pwLen int, whole bool) session.NewSession {

@@ -1,0 +1,99 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"net"
+	"net/netip"
+
+	"github.com/stepgate/stepgate/internal/account"
+	"github.com/stepgate/stepgate/internal/config"
+	"github.com/stepgate/stepgate/internal/delivery"
+	"github.com/stepgate/stepgate/internal/listener"
+	"github.com/stepgate/stepgate/internal/verifier"
+	"github.com/stepgate/stepgate/protocols/portal"
+)
+
+type portalFrontEnd struct{ *portal.Server }
+
+func (portalFrontEnd) Name() string { return "portal" }
+
+func (f portalFrontEnd) addrs(a *Addrs) { a.Portal = f.URL() }
+
+// buildPortal builds the self-service portal from the portal section. It
+// is built after the protocol front ends: it checks passwords where
+// portal.password says (an LDAP bind or IMAP login through those front
+// ends' upstreams) and names their addresses in its how-to.
+func buildPortal(d frontEndDeps) (frontEnd, error) {
+	core := d.core
+	c := core.Config.Portal
+	if !listener.Enabled(c.Listen) {
+		return nil, nil
+	}
+	trusted, _ := config.Prefixes(c.TrustedProxies) // checked by config.Validate
+	servers := portal.Servers{LDAP: c.Servers.LDAP, IMAP: c.Servers.IMAP, POP3: c.Servers.POP3, SMTP: c.Servers.SMTP,
+		BaseDN: core.Config.LDAP.BaseDN}
+	first := func(vs ...string) string {
+		for _, v := range vs {
+			if v != "" {
+				return v
+			}
+		}
+		return ""
+	}
+	a := d.addrs
+	servers.LDAP = first(servers.LDAP, a.LDAPS, a.LDAP)
+	servers.IMAP = first(servers.IMAP, a.IMAPS, a.IMAP)
+	servers.POP3 = first(servers.POP3, a.POP3S, a.POP3)
+	servers.SMTP = first(servers.SMTP, a.Submissions, a.Submission)
+	check, err := portalPassword(c.Password, *d.built)
+	if err != nil {
+		return nil, err
+	}
+	cfg := core.Config
+	acc := account.New(core.Store, account.Options{
+		TOTP:   verifier.TOTP{Digits: cfg.TwoStep.Digits, Period: cfg.TwoStep.Period.D(), Skew: cfg.TwoStep.Skew},
+		Issuer: cfg.TwoStep.Issuer,
+		Delivery: func() (*delivery.Delivery, func(), error) {
+			return core.Delivery, func() {}, nil
+		},
+	})
+	srv, err := portal.New(portal.Options{
+		Config:   portal.Config{Listen: c.Listen, TrustedProxies: trusted, Servers: servers},
+		TLS:      d.tls,
+		Verifier: core.Verifier, Store: core.Store, Accounts: acc, History: core.History,
+		Password: check,
+		Audit:    core.Audit, Log: core.Log.With("service", "portal"),
+	})
+	if err != nil {
+		return nil, err
+	}
+	return portalFrontEnd{srv}, nil
+}
+
+// portalPassword is the portal's password check for portal.password
+// (resolved by config.Validate): nil for the local hash.
+func portalPassword(mode string, fes frontEnds) (portal.PasswordCheck, error) {
+	if mode == "local" {
+		return nil, nil
+	}
+	for _, fe := range fes {
+		switch f := fe.(type) {
+		case ldapFrontEnd:
+			if mode == "ldap" {
+				return func(ctx context.Context, user string, _ netip.Addr) (verifier.PasswordChecker, func()) {
+					chk, done, _ := f.PasswordChecker(ctx, user)
+					return chk, done
+				}, nil
+			}
+		case imapFrontEnd:
+			if mode == "imap" {
+				return func(_ context.Context, user string, remote netip.Addr) (verifier.PasswordChecker, func()) {
+					return f.Server.PasswordChecker(user, net.TCPAddrFromAddrPort(netip.AddrPortFrom(remote, 0))), func() {}
+				}, nil
+			}
+		}
+	}
+	return nil, fmt.Errorf("portal.password: %s needs the %s front end on (its listen address is off)", mode, strings.ToUpper(mode))
+}
