@@ -3,9 +3,9 @@ package server
 import (
 	"context"
 	"fmt"
-	"strings"
 	"net"
 	"net/netip"
+	"strings"
 
 	"github.com/stepgate/stepgate/internal/account"
 	"github.com/stepgate/stepgate/internal/config"
@@ -63,8 +63,8 @@ func buildPortal(d frontEndDeps) (frontEnd, error) {
 		Config:   portal.Config{Listen: c.Listen, TrustedProxies: trusted, Servers: servers},
 		TLS:      d.tls,
 		Verifier: core.Verifier, Store: core.Store, Accounts: acc, History: core.History,
-		Password: check,
-		Audit:    core.Audit, Log: core.Log.With("service", "portal"),
+		Password: check, AppProtocols: appProtocols(core.Config, *d.built),
+		Audit: core.Audit, Log: core.Log.With("service", "portal"),
 	})
 	if err != nil {
 		return nil, err
@@ -96,4 +96,23 @@ func portalPassword(mode string, fes frontEnds) (portal.PasswordCheck, error) {
 		}
 	}
 	return nil, fmt.Errorf("portal.password: %s needs the %s front end on (its listen address is off)", mode, strings.ToUpper(mode))
+}
+
+// appProtocols are the protocols where an app password can sign in in
+// this configuration: where stepgate checks the password itself.
+func appProtocols(cfg *config.Config, fes frontEnds) []string {
+	var out []string
+	for _, fe := range fes {
+		switch fe.(type) {
+		case ldapFrontEnd:
+			if cfg.LDAP.Upstream == nil {
+				out = append(out, "ldap")
+			}
+		case imapFrontEnd:
+			if u := cfg.IMAP.Upstream; u != nil && u.MasterUser != "" {
+				out = append(out, "imap")
+			}
+		}
+	}
+	return out
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io/fs"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -584,7 +585,6 @@ type appData struct {
 	List      []appPassword
 	New       *account.NewAppPassword
 	Protocols []string
-	Local     bool
 }
 
 func (s *Server) appPasswordList(ctx context.Context, u *store.User) ([]appPassword, error) {
@@ -614,8 +614,7 @@ func (s *Server) renderApps(w http.ResponseWriter, r *http.Request, status int, 
 	if err != nil {
 		s.o.Log.Error("portal: app passwords", "user", u.Name, "err", err)
 	}
-	pg := s.pageWith(p, "App passwords", "apps", appData{List: list, New: made, Protocols: verifier.AppPasswordProtocols,
-		Local: s.o.Password == nil})
+	pg := s.pageWith(p, "App passwords", "apps", appData{List: list, New: made, Protocols: s.o.AppProtocols})
 	pg.Error = errMsg
 	s.render(w, status, "apps", pg)
 }
@@ -625,7 +624,14 @@ func (s *Server) appPasswords(w http.ResponseWriter, r *http.Request, p *psessio
 }
 
 func (s *Server) appPasswordNew(w http.ResponseWriter, r *http.Request, p *psession, u *store.User) {
-	made, err := s.o.Accounts.CreateAppPassword(r.Context(), u.Name, r.PostForm.Get("name"), r.PostForm["protocol"])
+	protos := r.PostForm["protocol"]
+	for _, proto := range protos {
+		if !slices.Contains(s.o.AppProtocols, proto) {
+			s.renderApps(w, r, http.StatusUnprocessableEntity, p, u, nil, "App passwords cannot sign in to "+protocolName(proto)+" here.")
+			return
+		}
+	}
+	made, err := s.o.Accounts.CreateAppPassword(r.Context(), u.Name, r.PostForm.Get("name"), protos)
 	var inv *account.InvalidError
 	switch {
 	case errors.As(err, &inv):

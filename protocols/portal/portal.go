@@ -71,6 +71,11 @@ type Options struct {
 	Accounts *account.Service
 	// Password, when set, checks passwords instead of the local hash.
 	Password PasswordCheck
+	// AppProtocols are the protocols app passwords can sign in on here:
+	// where stepgate checks the password itself (the LDAP front end's own
+	// directory; a mail front end that logs in as a master user). Where
+	// the mail server checks passwords it needs the real one.
+	AppProtocols []string
 	// History records changes for the security events page; nil: none.
 	History *history.Recorder
 	Audit   *slog.Logger
