@@ -150,10 +150,16 @@ func TestBench(t *testing.T) {
 	for _, m := range ldap.failureMeasurements(t) {
 		report.rows = append(report.rows, runMeasurement(t, p, m)...)
 	}
+	for _, m := range ldap.storeMeasurements(t) {
+		report.rows = append(report.rows, runMeasurement(t, p, m)...)
+	}
 	if m, ok := ldap.proxyMeasurements(t); ok {
 		for _, x := range m {
 			report.rows = append(report.rows, runMeasurement(t, p, x)...)
 		}
+	}
+	for _, m := range ldap.directoryMeasurements(t) {
+		report.rows = append(report.rows, runMeasurement(t, p, m)...)
 	}
 	ldap.close()
 

@@ -18,6 +18,7 @@ import (
 	"github.com/pquerna/otp/totp"
 
 	"github.com/stepgate/stepgate/internal/config"
+	"github.com/stepgate/stepgate/internal/directory"
 	"github.com/stepgate/stepgate/internal/loadgen"
 	"github.com/stepgate/stepgate/internal/password"
 	"github.com/stepgate/stepgate/internal/server"
@@ -91,8 +92,16 @@ type stepgate struct {
 // failure counters must age, as they do in production).
 func startStepgate(t *testing.T, us []benchUser, hash func(benchUser) string, limits *session.Limits, mod func(*config.LDAP), clock *verifiertest.Clock) *stepgate {
 	t.Helper()
+	return startStepgateOn(t, "", us, hash, limits, mod, clock)
+}
+
+// startStepgateOn is startStepgate with the store in the PostgreSQL
+// database dsn ("" for SQLite).
+func startStepgateOn(t *testing.T, dsn string, us []benchUser, hash func(benchUser) string, limits *session.Limits, mod func(*config.LDAP), clock *verifiertest.Clock) *stepgate {
+	t.Helper()
 	env := verifiertest.New(t, verifiertest.Options{
-		Clock: clock,
+		PostgresDSN: dsn,
+		Clock:       clock,
 		Configure: func(c *verifier.Config) {
 			c.Audit = slog.New(slog.NewTextHandler(io.Discard, nil))
 			if limits == nil {
@@ -126,7 +135,19 @@ func startStepgate(t *testing.T, us []benchUser, hash func(benchUser) string, li
 	if mod != nil {
 		mod(&cfg)
 	}
-	srv, err := ldap.New(ldap.Options{Config: server.LDAPConfig(cfg), Verifier: env.Verifier, Store: env.Store})
+	// A directory as serve builds it, where the measurement names an
+	// identity attribute (directory-backed accounts); otherwise the
+	// proxy's own anonymous one.
+	var dir *directory.Directory
+	if cfg.Upstream != nil && cfg.Upstream.IDAttribute != "" {
+		c := config.Default()
+		c.LDAP = cfg
+		var err error
+		if dir, err = server.NewDirectory(c, slog.New(slog.DiscardHandler)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	srv, err := ldap.New(ldap.Options{Config: server.LDAPConfig(cfg), Verifier: env.Verifier, Store: env.Store, Directory: dir})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -196,6 +217,19 @@ func newLDAPBench(t *testing.T, p profile) *ldapBench {
 
 func (b *ldapBench) close() {}
 
+// firstSignIns is a side that signs every account in with a fresh code
+// on sg (a fresh step for every account on each run).
+func (b *ldapBench) firstSignIns(name string, sg *stepgate) side {
+	users := b.users
+	return side{name: name, run: func(t *testing.T, conns, rep int) (loadgen.Result, error) {
+		sg.env.Clock.Advance(90 * time.Second)
+		now := sg.env.Clock.Now()
+		return b.run(conns, len(users), bindWorkers(sg.url(), func(_, n int) (string, string) {
+			return users[n].dn(), users[n].password + users[n].code(now)
+		}))
+	}}
+}
+
 func (b *ldapBench) run(conns int, max int, newWorker func(int) (loadgen.Worker, error)) (loadgen.Result, error) {
 	return loadgen.Run(context.Background(), loadgen.Options{Conns: conns, Duration: b.p.duration, Max: max}, newWorker)
 }
@@ -216,13 +250,7 @@ func (b *ldapBench) measurements() []measurement {
 	reconnect := side{name: "stepgate (session hit)", run: func(t *testing.T, conns, rep int) (loadgen.Result, error) {
 		return b.run(conns, 0, bindWorkers(b.sg.url(), func(w, _ int) (string, string) { return users[w].dn(), b.stored[w] }))
 	}}
-	first := side{name: "stepgate ({SSHA})", run: func(t *testing.T, conns, rep int) (loadgen.Result, error) {
-		b.sg.env.Clock.Advance(90 * time.Second) // a fresh step for every account
-		now := b.sg.env.Clock.Now()
-		return b.run(conns, len(users), bindWorkers(b.sg.url(), func(_, n int) (string, string) {
-			return users[n].dn(), users[n].password + users[n].code(now)
-		}))
-	}}
+	first := b.firstSignIns("stepgate ({SSHA})", b.sg)
 	otpFirst := side{name: "slapd+otp", run: func(t *testing.T, conns, rep int) (loadgen.Result, error) {
 		start, ok := b.takeOTP(perRun)
 		if !ok {

@@ -41,6 +41,13 @@ type Options struct {
 	Delivery func() (d *delivery.Delivery, done func(), err error)
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// Directory, in proxy mode, is asked about a person without a row
+	// when an authenticator is enrolled for them: the row is made then,
+	// bound to the entry's identity.
+	Directory verifier.Directory
+	// MailAccounts says that a mail server checks passwords (IMAP-only):
+	// enrolling a login name without a row makes a mail account's row.
+	MailAccounts bool
 }
 
 // New returns the account actions on st.
@@ -161,17 +168,20 @@ func (s *Service) SetPassword(ctx context.Context, user, pw string) error {
 
 // Summary is an account as listings show it: never a secret.
 type Summary struct {
-	Name           string    `json:"name"`
-	DisplayName    string    `json:"display_name"`
-	Email          string    `json:"email"`
-	Phone          string    `json:"phone"`
-	TwoStep        string    `json:"two_step"`
-	Authenticators int       `json:"authenticators"`
-	Pending        int       `json:"pending_authenticators"`
-	Service        bool      `json:"service"`
-	Disabled       bool      `json:"disabled"`
-	Groups         []string  `json:"groups"` // never nil
-	Created        time.Time `json:"created"`
+	Name           string   `json:"name"`
+	DisplayName    string   `json:"display_name"`
+	Email          string   `json:"email"`
+	Phone          string   `json:"phone"`
+	TwoStep        string   `json:"two_step"`
+	Authenticators int      `json:"authenticators"`
+	Pending        int      `json:"pending_authenticators"`
+	Service        bool     `json:"service"`
+	Disabled       bool     `json:"disabled"`
+	Groups         []string `json:"groups"` // never nil
+	// Source is who checks the password: local, directory or mail.
+	Source     string    `json:"source"`
+	ExternalID string    `json:"external_id,omitempty"`
+	Created    time.Time `json:"created"`
 }
 
 // List summarises every account, without opening a single secret.
@@ -193,7 +203,7 @@ func (s *Service) List(ctx context.Context) ([]Summary, error) {
 		}
 		out = append(out, Summary{Name: u.Name, DisplayName: u.DisplayName, Email: u.Email, Phone: u.Phone,
 			TwoStep: string(u.TwoStep), Authenticators: n.Confirmed, Pending: n.Pending, Service: u.Service,
-			Disabled: u.Disabled, Groups: g, Created: u.Created.UTC()})
+			Disabled: u.Disabled, Groups: g, Source: string(u.Source), ExternalID: u.ExternalID, Created: u.Created.UTC()})
 	}
 	return out, nil
 }

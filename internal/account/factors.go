@@ -45,7 +45,11 @@ func alert(ctx context.Context, d *delivery.Delivery, al notify.Alert) error {
 // (enroll.DefaultLabel when empty). It works once ConfirmAuthenticator
 // has seen a first code from it.
 func (s *Service) Enroll(ctx context.Context, user, label string) (*enroll.Enrollment, error) {
-	return enroll.Start(ctx, s.st, user, label, s.o.Issuer, s.o.TOTP)
+	name, err := s.upstreamAccount(ctx, user)
+	if err != nil {
+		return nil, err
+	}
+	return enroll.Start(ctx, s.st, name, label, s.o.Issuer, s.o.TOTP)
 }
 
 // AuthenticatorConfirmed is what ConfirmAuthenticator did.

@@ -100,7 +100,7 @@ func (a *app) decide(ctx context.Context, cfg *config.Config, user, secret strin
 		cfg.Audit.File = os.DevNull
 	}
 	log := slog.New(slog.NewTextHandler(a.stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	core, closer, err := server.NewCore(ctx, cfg, a.dir(), log)
+	core, closer, err := server.NewCore(ctx, cfg, a.storeDir(cfg), log)
 	if err != nil {
 		return verifier.Decision{}, true, err
 	}

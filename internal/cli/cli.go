@@ -54,6 +54,16 @@ type app struct {
 
 func (a *app) dir() datadir.Dir { return datadir.New(a.dataDir) }
 
+// storeDir is the data folder with the store that cfg names: the folder's
+// SQLite file, or a PostgreSQL database shared with other instances.
+func (a *app) storeDir(cfg *config.Config) datadir.Dir {
+	d := a.dir()
+	if cfg.Store.Driver == "postgres" {
+		d.DSN, d.PasswordFile = cfg.Store.DSN, cfg.Store.PasswordFile
+	}
+	return d
+}
+
 func (a *app) config() (*config.Config, error) {
 	c, err := config.Load(a.configFile)
 	if err != nil {

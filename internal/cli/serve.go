@@ -63,7 +63,7 @@ below override it.`,
 				return err
 			}
 			log := newLogger(cfg, a.stderr)
-			return server.Run(c.Context(), server.Options{Config: cfg, DataDir: a.dir(), Demo: demo, Out: a.stdout, Log: log})
+			return server.Run(c.Context(), server.Options{Config: cfg, DataDir: a.storeDir(cfg), Demo: demo, Out: a.stdout, Log: log})
 		},
 	}
 	f := c.Flags()

@@ -6,12 +6,15 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"strings"
 
 	"github.com/spf13/cobra"
 
 	"github.com/stepgate/stepgate/internal/account"
+	"github.com/stepgate/stepgate/internal/config"
 	"github.com/stepgate/stepgate/internal/enroll"
+	"github.com/stepgate/stepgate/internal/server"
 	"github.com/stepgate/stepgate/internal/store"
 	"github.com/stepgate/stepgate/internal/verifier"
 )
@@ -69,7 +72,16 @@ func invalidUsage(err error) error {
 }
 
 func (a *app) withStore(ctx context.Context, fn func(*store.Store) error) error {
-	st, err := a.dir().Open(ctx)
+	// The store's section alone: an account command should not stop on
+	// a problem in a part of the file that only serve reads.
+	cfg, err := a.config()
+	if err != nil {
+		return err
+	}
+	if err := cfg.ValidateStore(); err != nil {
+		return err
+	}
+	st, err := a.storeDir(cfg).Open(ctx)
 	if err != nil {
 		return err
 	}
@@ -184,6 +196,35 @@ func (a *app) codeOptions() (account.Options, error) {
 	}, nil
 }
 
+// upstreamOptions tells the account actions where passwords are checked
+// upstream, so that enrolling a person known only there makes their row:
+// the directory of ldap.upstream, or a mail server that checks logins
+// (imap.upstream without a master user, pop3.upstream or
+// submission.upstream, and no directory).
+func (a *app) upstreamOptions(o *account.Options) (func(), error) {
+	cfg, err := a.config()
+	if err != nil {
+		return nil, err
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	dir, err := server.NewDirectory(cfg, slog.New(slog.NewTextHandler(a.stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
+	if err != nil {
+		return nil, err
+	}
+	if dir == nil {
+		u := cfg.IMAP.Upstream
+		o.MailAccounts = u != nil && u.Host != "demo" && u.MasterUser == ""
+		for _, m := range []*config.MailUpstream{cfg.POP3.Upstream, cfg.Submission.Upstream} {
+			o.MailAccounts = o.MailAccounts || (m != nil && m.Host != "demo")
+		}
+		return func() {}, nil
+	}
+	o.Directory = dir
+	return func() { dir.Close() }, nil
+}
+
 func (a *app) userEnrollCommand() *cobra.Command {
 	var label, qrFile string
 	var asJSON bool
@@ -196,6 +237,11 @@ func (a *app) userEnrollCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			closeDir, err := a.upstreamOptions(&o)
+			if err != nil {
+				return err
+			}
+			defer closeDir()
 			return a.withAccounts(c.Context(), o, func(acc *account.Service) error {
 				e, err := acc.Enroll(c.Context(), args[0], label)
 				if err != nil {
@@ -267,7 +313,7 @@ func (a *app) userListCommand() *cobra.Command {
 				if err != nil {
 					return err
 				}
-				return printList(a.stdout, asJSON, out, "NAME\tTWO-STEP\tAUTHENTICATORS\tKIND\tGROUPS\tEMAIL", func(u account.Summary) string {
+				return printList(a.stdout, asJSON, out, "NAME\tTWO-STEP\tAUTHENTICATORS\tKIND\tSOURCE\tGROUPS\tEMAIL", func(u account.Summary) string {
 					kind := "person"
 					if u.Service {
 						kind = "service"
@@ -275,7 +321,7 @@ func (a *app) userListCommand() *cobra.Command {
 					if u.Disabled {
 						kind += " (disabled)"
 					}
-					return fmt.Sprintf("%s\t%s\t%d\t%s\t%s\t%s", u.Name, u.TwoStep, u.Authenticators, kind, strings.Join(u.Groups, ","), u.Email)
+					return fmt.Sprintf("%s\t%s\t%d\t%s\t%s\t%s\t%s", u.Name, u.TwoStep, u.Authenticators, kind, u.Source, strings.Join(u.Groups, ","), u.Email)
 				})
 			})
 		},

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"gopkg.in/yaml.v3"
 
 	"github.com/stepgate/stepgate/internal/credential"
@@ -25,6 +26,7 @@ import (
 type Config struct {
 	Log      Log      `yaml:"log"`
 	Audit    Audit    `yaml:"audit"`
+	Store    Store    `yaml:"store"`
 	TwoStep  TwoStep  `yaml:"two_step"`
 	Sessions Sessions `yaml:"sessions"`
 	Lockout  Lockout  `yaml:"lockout"`
@@ -44,6 +46,8 @@ type Config struct {
 
 	// file is where the config came from, for messages.
 	file string
+	// dsnFromEnv: store.dsn came from STEPGATE_STORE_DSN.
+	dsnFromEnv bool
 }
 
 // Log configures operational logging.
@@ -58,6 +62,23 @@ type Audit struct {
 	File string `yaml:"file"`
 }
 
+// Store is where accounts, authenticators and the replay guard live.
+type Store struct {
+	// Driver is sqlite (the default: a file in the data folder) or
+	// postgres (one database that several instances share).
+	Driver string `yaml:"driver"`
+	// DSN names the PostgreSQL database, as a URL
+	// (postgres://stepgate@db.example.org/stepgate) or libpq key=value
+	// pairs. STEPGATE_STORE_DSN, when set, takes its place.
+	DSN string `yaml:"dsn"`
+	// PasswordFile holds the database password, so that the DSN (and the
+	// configuration) can be without it.
+	PasswordFile string `yaml:"password_file"`
+}
+
+// StoreDSNEnv names the environment variable that gives store.dsn.
+const StoreDSNEnv = "STEPGATE_STORE_DSN"
+
 // TwoStep configures codes and the policy for accounts without them.
 type TwoStep struct {
 	Policy    string   `yaml:"policy"`    // deny or allow
@@ -66,6 +87,14 @@ type TwoStep struct {
 	Period    Duration `yaml:"period"`    // TOTP step, 30s
 	Skew      int      `yaml:"skew"`      // steps either side, 1
 	Issuer    string   `yaml:"issuer"`    // shown in authenticator apps
+	// RequireGroups are directory group DNs (ldap.upstream) whose members
+	// must use two-step: without it they are refused, whatever policy
+	// and exempt_networks say.
+	RequireGroups []string `yaml:"require_groups"`
+	// ExemptNetworks are addresses or networks (a printer VLAN) from
+	// which an account that has not enrolled and is in no required group
+	// signs in with its password alone, audited as exempt_network.
+	ExemptNetworks []string `yaml:"exempt_networks"`
 }
 
 // Sessions configures how long a proven string keeps working.
@@ -133,6 +162,22 @@ type LDAPUpstream struct {
 	PassthroughDNs []string `yaml:"passthrough_dns"`
 	UserAttribute  string   `yaml:"user_attribute"`
 	Timeout        Duration `yaml:"timeout"`
+	// IDAttribute holds an entry's stable identity, which keeps a
+	// person's authenticators across a rename: entryUUID (OpenLDAP, the
+	// default), objectGUID (Active Directory).
+	IDAttribute string `yaml:"id_attribute"`
+	// LookupDN and LookupPasswordFile are stepgate's own read-only
+	// account for finding entries and groups, for directories that
+	// refuse anonymous reads; unset, lookups are anonymous.
+	LookupDN           string `yaml:"lookup_dn"`
+	LookupPasswordFile string `yaml:"lookup_password_file"`
+	// Groups says how group membership is read: memberof (the default)
+	// or search (groupOfNames, groupOfUniqueNames, posixGroup entries
+	// under GroupBaseDN, base_dn when empty).
+	Groups      string `yaml:"groups"`
+	GroupBaseDN string `yaml:"group_base_dn"`
+	// LookupCache is how long a lookup's answer is remembered.
+	LookupCache Duration `yaml:"lookup_cache"`
 }
 
 // IMAP configures the IMAP front end.
@@ -227,6 +272,7 @@ func Default() *Config {
 	return &Config{
 		Log:      Log{Level: "info", Format: "json"},
 		Audit:    Audit{File: "-"},
+		Store:    Store{Driver: "sqlite"},
 		TwoStep:  TwoStep{Policy: "deny", Digits: 6, Period: Duration(30 * time.Second), Skew: 1, Issuer: "stepgate"},
 		Sessions: Sessions{Idle: Duration(30 * time.Minute), Absolute: Duration(7 * 24 * time.Hour)},
 		Lockout: Lockout{MaxFailures: 5, Window: Duration(5 * time.Minute), Duration: Duration(5 * time.Minute),
@@ -249,16 +295,20 @@ func Default() *Config {
 // override it; call Validate after.
 func Load(file string) (*Config, error) {
 	c := Default()
-	if file == "" {
-		return c, nil
+	if file != "" {
+		c.file = file
+		raw, err := os.ReadFile(file)
+		if err != nil {
+			return nil, fmt.Errorf("config %s: %w", file, err)
+		}
+		if err := c.parse(file, raw); err != nil {
+			return nil, err
+		}
 	}
-	c.file = file
-	raw, err := os.ReadFile(file)
-	if err != nil {
-		return nil, fmt.Errorf("config %s: %w", file, err)
-	}
-	if err := c.parse(file, raw); err != nil {
-		return nil, err
+	// The environment beats the file: a container's secret store sets it.
+	if dsn := os.Getenv(StoreDSNEnv); dsn != "" {
+		c.Store.DSN = dsn
+		c.dsnFromEnv = true
 	}
 	return c, nil
 }
@@ -346,6 +396,7 @@ func (c *Config) Validate() error {
 	if c.Audit.File == "" {
 		bad("audit.file", "empty; use - for standard error or a file path")
 	}
+	errs = append(errs, c.storeErrors()...)
 	oneOf("two_step.policy", c.TwoStep.Policy, "deny", "allow")
 	if err := c.Rule().Validate(); err != nil {
 		key := "two_step.digits"
@@ -429,7 +480,37 @@ func (c *Config) Validate() error {
 			u.Timeout = Duration(10 * time.Second)
 		}
 		positive("ldap.upstream.timeout", u.Timeout)
+		if u.IDAttribute == "" {
+			u.IDAttribute = "entryUUID"
+		}
+		if u.Groups == "" {
+			u.Groups = "memberof"
+		}
+		oneOf("ldap.upstream.groups", u.Groups, "memberof", "search")
+		if u.GroupBaseDN != "" && !validDN(u.GroupBaseDN) {
+			bad("ldap.upstream.group_base_dn", "%q is not a DN", u.GroupBaseDN)
+		}
+		if u.LookupCache == 0 {
+			u.LookupCache = Duration(30 * time.Second)
+		}
+		positive("ldap.upstream.lookup_cache", u.LookupCache)
+		if (u.LookupDN == "") != (u.LookupPasswordFile == "") {
+			bad("ldap.upstream.lookup_dn", "lookup_dn and lookup_password_file go together")
+		}
+		if u.LookupDN != "" && !validDN(u.LookupDN) {
+			bad("ldap.upstream.lookup_dn", "%q is not a DN", u.LookupDN)
+		}
+		fileExists("ldap.upstream.lookup_password_file", u.LookupPasswordFile)
 	}
+	for i, dn := range c.TwoStep.RequireGroups {
+		if !validDN(dn) {
+			bad(fmt.Sprintf("two_step.require_groups[%d]", i), "%q is not a group DN such as cn=2sv,ou=groups,dc=example,dc=org", dn)
+		}
+	}
+	if len(c.TwoStep.RequireGroups) > 0 && c.LDAP.Upstream == nil {
+		bad("two_step.require_groups", "needs ldap.upstream: group membership is read from the directory")
+	}
+	prefixes("two_step.exempt_networks", c.TwoStep.ExemptNetworks)
 
 	addr("imap.listen", c.IMAP.Listen, true)
 	tlsAddr("imap.imaps_listen", c.IMAP.IMAPSListen)
@@ -506,6 +587,66 @@ func (c *Config) Validate() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// ValidateStore checks the store section alone: the account commands
+// open the store with it, and should not stop on a problem in a part of
+// the file that only serve reads.
+func (c *Config) ValidateStore() error { return errors.Join(c.storeErrors()...) }
+
+func (c *Config) storeErrors() []error {
+	var errs []error
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, &KeyError{File: c.file, Key: key, Reason: fmt.Sprintf(format, args...)})
+	}
+	dsnKey := "store.dsn"
+	if c.dsnFromEnv {
+		dsnKey = "store.dsn (from " + StoreDSNEnv + ")"
+	}
+	switch c.Store.Driver {
+	case "sqlite":
+		if c.Store.DSN != "" {
+			bad(dsnKey, "set, but store.driver is sqlite (a file in the data folder); set store.driver: postgres to use it")
+		}
+		if c.Store.PasswordFile != "" {
+			bad("store.password_file", "set, but store.driver is sqlite, which has no password")
+		}
+	case "postgres":
+		if c.Store.DSN == "" {
+			bad("store.dsn", "empty; give the database, such as postgres://stepgate@db.example.org/stepgate, or set %s", StoreDSNEnv)
+			break
+		}
+		pc, err := pgconn.ParseConfig(c.Store.DSN)
+		if err != nil {
+			// pgconn's message shows the DSN with its password hidden.
+			bad(dsnKey, "%v", err)
+			break
+		}
+		if c.Store.PasswordFile != "" {
+			if dsnHasPassword(c.Store.DSN, pc) {
+				bad(dsnKey, "has a password and store.password_file is set too; keep the password in the file only")
+			}
+			if _, err := os.ReadFile(c.Store.PasswordFile); err != nil {
+				bad("store.password_file", "%v", err)
+			}
+		}
+	default:
+		bad("store.driver", "%q is not one of sqlite, postgres", c.Store.Driver)
+	}
+	return errs
+}
+
+// dsnHasPassword reports whether the DSN itself carries a password (not
+// one pgconn found in PGPASSWORD or a .pgpass file).
+func dsnHasPassword(dsn string, pc *pgconn.Config) bool {
+	if pc.Password == "" {
+		return false
+	}
+	if u, err := url.Parse(dsn); err == nil && (u.Scheme == "postgres" || u.Scheme == "postgresql") {
+		_, ok := u.User.Password()
+		return ok
+	}
+	return strings.Contains(dsn, "password=")
 }
 
 func validDN(dn string) bool {

@@ -116,6 +116,12 @@ func TestErrorsNameFileKeyAndReason(t *testing.T) {
 		{"limits:\n  password_hashes: -1\n", []string{"limits.password_hashes"}},
 		{"limits:\n  hash_memory: 1MiB\n", []string{"limits.hash_memory", "19MiB"}},
 		{"limits:\n  hash_wait: 0s\n", []string{"limits.hash_wait", "positive"}},
+		{"two_step:\n  require_groups: [cn=2sv,ou=groups,dc=example,dc=org]\n", []string{"two_step.require_groups", "needs ldap.upstream"}},
+		{"two_step:\n  require_groups: [2sv]\nldap:\n  upstream:\n    urls: [ldap://x]\n", []string{"two_step.require_groups[0]", "not a group DN"}},
+		{"two_step:\n  exempt_networks: [printers]\n", []string{"two_step.exempt_networks[0]", "printers"}},
+		{"ldap:\n  upstream:\n    urls: [ldap://x]\n    lookup_dn: cn=stepgate,dc=example,dc=org\n", []string{"ldap.upstream.lookup_dn", "go together"}},
+		{"ldap:\n  upstream:\n    urls: [ldap://x]\n    lookup_dn: cn=s,dc=x\n    lookup_password_file: /nonexistent\n", []string{"ldap.upstream.lookup_password_file", "no such file"}},
+		{"ldap:\n  upstream:\n    urls: [ldap://x]\n    groups: nested\n", []string{"ldap.upstream.groups", "nested"}},
 	}
 	for _, tt := range tests {
 		p := write(t, tt.body)
@@ -213,5 +219,59 @@ func TestMailUpstreamPorts(t *testing.T) {
 	}
 	if err := SetMailUpstream(&c.POP3.Upstream, "--pop3-upstream", "mail"); err == nil || !strings.Contains(err.Error(), "--pop3-upstream") {
 		t.Fatalf("--pop3-upstream mail: %v", err)
+	}
+}
+
+// TestStore: sqlite is the default; postgres needs a DSN that parses,
+// from the file or STEPGATE_STORE_DSN, and its password in one place.
+func TestStore(t *testing.T) {
+	t.Setenv(StoreDSNEnv, "")
+	pwFile := filepath.Join(t.TempDir(), "pw")
+	os.WriteFile(pwFile, []byte("s3cret\n"), 0o600)
+	for _, c := range []struct {
+		yaml, env string
+		bad       []string // key: reason fragments; none means valid
+	}{
+		{yaml: "store:\n  driver: sqlite\n"},
+		{yaml: "store:\n  driver: postgres\n  dsn: postgres://stepgate@db.example.org/stepgate\n  password_file: " + pwFile + "\n"},
+		{yaml: "store:\n  driver: postgres\n  dsn: host=db.example.org user=stepgate dbname=stepgate\n"},
+		{yaml: "store:\n  driver: postgres\n", env: "postgres://stepgate@db.example.org/stepgate"},
+		{yaml: "store:\n  driver: mysql\n", bad: []string{"store.driver", `"mysql" is not one of sqlite, postgres`}},
+		{yaml: "store:\n  driver: postgres\n", bad: []string{"store.dsn", "empty"}},
+		{yaml: "store:\n  dsn: postgres://db.example.org/x\n", bad: []string{"store.dsn", "store.driver is sqlite"}},
+		{yaml: "store:\n  driver: sqlite\n", env: "postgres://db.example.org/x", bad: []string{"store.dsn (from STEPGATE_STORE_DSN)", "store.driver is sqlite"}},
+		{yaml: "store:\n  driver: postgres\n  dsn: 'postgres://db.example.org:notaport/x'\n", bad: []string{"store.dsn", "cannot parse"}},
+		{yaml: "store:\n  driver: postgres\n  dsn: postgres://u:pw@db.example.org/x\n  password_file: " + pwFile + "\n",
+			bad: []string{"store.dsn", "keep the password in the file only"}},
+		{yaml: "store:\n  driver: postgres\n  dsn: postgres://u@db.example.org/x\n  password_file: /nonexistent/pw\n",
+			bad: []string{"store.password_file", "no such file"}},
+	} {
+		t.Setenv(StoreDSNEnv, c.env)
+		p := write(t, c.yaml)
+		cfg, err := Load(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = cfg.Validate()
+		storeErr := cfg.ValidateStore()
+		if len(c.bad) == 0 {
+			if err != nil || storeErr != nil {
+				t.Errorf("%q (env %q): %v / %v", c.yaml, c.env, err, storeErr)
+			}
+			continue
+		}
+		if err == nil || storeErr == nil {
+			t.Errorf("%q (env %q) accepted", c.yaml, c.env)
+			continue
+		}
+		msg := storeErr.Error()
+		for _, want := range append(c.bad, p) {
+			if !strings.Contains(msg, want) {
+				t.Errorf("%q: error %q lacks %q", c.yaml, msg, want)
+			}
+		}
+		if strings.Contains(msg, "pw@") {
+			t.Errorf("error shows the password: %q", msg)
+		}
 	}
 }

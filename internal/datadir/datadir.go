@@ -22,6 +22,11 @@ const KeyFileEnv = "STEPGATE_SEALING_KEY_FILE"
 type Dir struct {
 	Path    string
 	KeyFile string
+	// DSN, when set, puts the accounts in that PostgreSQL database
+	// instead of the folder's SQLite file; the key, the snapshot and the
+	// socket stay in the folder. PasswordFile holds the database's
+	// password when the DSN has none.
+	DSN, PasswordFile string
 }
 
 // New returns the data folder at path; the key file is
@@ -52,6 +57,9 @@ func (d Dir) Open(ctx context.Context) (*store.Store, error) {
 	if err := os.MkdirAll(d.Path, 0o700); err != nil {
 		return nil, fmt.Errorf("data folder %s: %w", d.Path, err)
 	}
+	if d.DSN != "" {
+		return d.openPostgres(ctx)
+	}
 	var sealer *seal.Sealer
 	var err error
 	_, dbErr := os.Stat(d.DB())
@@ -68,4 +76,26 @@ func (d Dir) Open(ctx context.Context) (*store.Store, error) {
 		return nil, err
 	}
 	return store.Open(ctx, d.DB(), sealer, store.Options{})
+}
+
+// openPostgres opens the shared database with the folder's key. Every
+// instance must hold the same key: the first one to open an empty
+// database makes it (or brings its own), and the database refuses any
+// other, naming both.
+func (d Dir) openPostgres(ctx context.Context) (*store.Store, error) {
+	_, statErr := os.Stat(d.KeyFile)
+	sealer, err := seal.LoadOrCreate(d.KeyFile)
+	if err != nil {
+		return nil, err
+	}
+	st, err := store.OpenPostgres(ctx, d.DSN, d.PasswordFile, sealer, store.Options{})
+	if errors.Is(err, store.ErrWrongKey) && statErr != nil {
+		// A key made just now for a database sealed with another one is
+		// of no use: remove it, so that copying the right key in is all
+		// it takes.
+		os.Remove(d.KeyFile)
+		return nil, fmt.Errorf("%w (with PostgreSQL every instance needs the sealing key of the first: copy its %s here, or point %s at it)",
+			err, filepath.Base(d.KeyFile), KeyFileEnv)
+	}
+	return st, err
 }

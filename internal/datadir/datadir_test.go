@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/stepgate/stepgate/internal/store"
+	"github.com/stepgate/stepgate/internal/testenv/postgres"
 )
 
 func TestOpenCreatesPrivateFolder(t *testing.T) {
@@ -80,4 +81,40 @@ func TestSnapshotInTheFolder(t *testing.T) {
 	if want := filepath.Join(d.Path, "sessions.snap"); d.Snapshot() != want {
 		t.Fatalf("snapshot %s, want %s", d.Snapshot(), want)
 	}
+}
+
+// TestPostgresSharedKey: instances on one PostgreSQL database need one
+// sealing key. A second data folder without it is refused with a message
+// that says to copy the first one's (and the useless key it made is not
+// left there to confuse the next try); with the copy, it opens.
+func TestPostgresSharedKey(t *testing.T) {
+	t.Setenv(KeyFileEnv, "")
+	pg := postgres.Start(t, postgres.Options{})
+	dsn := pg.NewDatabase(t)
+	a := New(filepath.Join(t.TempDir(), "a"))
+	a.DSN = dsn
+	st, err := a.Open(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	if _, err := os.Stat(filepath.Join(a.Path, "stepgate.db")); err == nil {
+		t.Fatal("a SQLite file was made although the store is PostgreSQL")
+	}
+	b := New(filepath.Join(t.TempDir(), "b"))
+	b.DSN = dsn
+	_, err = b.Open(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "copy its sealing.key here") {
+		t.Fatalf("second folder without the key: %v", err)
+	}
+	if _, err := os.Stat(b.KeyFile); err == nil {
+		t.Fatal("the refused key was left in the second folder")
+	}
+	key, _ := os.ReadFile(a.KeyFile)
+	os.WriteFile(b.KeyFile, key, 0o600)
+	st, err = b.Open(context.Background())
+	if err != nil {
+		t.Fatalf("with the copied key: %v", err)
+	}
+	st.Close()
 }

@@ -130,7 +130,7 @@ func buildLDAP(d frontEndDeps) (frontEnd, error) {
 		return nil, nil
 	}
 	srv, err := ldap.New(ldap.Options{Config: LDAPConfig(c), TLS: d.tls, Verifier: d.core.Verifier, Store: d.core.Store,
-		Log: d.core.Log, PerAddress: d.perAddr})
+		Directory: d.core.Directory, Log: d.core.Log, PerAddress: d.perAddr})
 	if err != nil {
 		return nil, err
 	}

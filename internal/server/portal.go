@@ -11,6 +11,7 @@ import (
 	"github.com/stepgate/stepgate/internal/config"
 	"github.com/stepgate/stepgate/internal/delivery"
 	"github.com/stepgate/stepgate/internal/listener"
+	"github.com/stepgate/stepgate/internal/relay"
 	"github.com/stepgate/stepgate/internal/verifier"
 	"github.com/stepgate/stepgate/protocols/portal"
 )
@@ -47,7 +48,7 @@ func buildPortal(d frontEndDeps) (frontEnd, error) {
 	servers.IMAP = first(servers.IMAP, a.IMAPS, a.IMAP)
 	servers.POP3 = first(servers.POP3, a.POP3S, a.POP3)
 	servers.SMTP = first(servers.SMTP, a.Submissions, a.Submission)
-	check, err := portalPassword(c.Password, *d.built)
+	check, err := portalPassword(c.Password, core.Config.IMAP.LoginFormat, *d.built)
 	if err != nil {
 		return nil, err
 	}
@@ -74,7 +75,7 @@ func buildPortal(d frontEndDeps) (frontEnd, error) {
 
 // portalPassword is the portal's password check for portal.password
 // (resolved by config.Validate): nil for the local hash.
-func portalPassword(mode string, fes frontEnds) (portal.PasswordCheck, error) {
+func portalPassword(mode, format string, fes frontEnds) (portal.PasswordCheck, error) {
 	if mode == "local" {
 		return nil, nil
 	}
@@ -82,15 +83,20 @@ func portalPassword(mode string, fes frontEnds) (portal.PasswordCheck, error) {
 		switch f := fe.(type) {
 		case ldapFrontEnd:
 			if mode == "ldap" {
-				return func(ctx context.Context, user string, _ netip.Addr) (verifier.PasswordChecker, func()) {
-					chk, done, _ := f.PasswordChecker(ctx, user)
-					return chk, done
+				return func(_ context.Context, a *verifier.Attempt, _ netip.Addr) func() {
+					done, _ := f.PortalAttempt(a)
+					return done
 				}, nil
 			}
 		case imapFrontEnd:
 			if mode == "imap" {
-				return func(_ context.Context, user string, remote netip.Addr) (verifier.PasswordChecker, func()) {
-					return f.Server.PasswordChecker(user, net.TCPAddrFromAddrPort(netip.AddrPortFrom(remote, 0))), func() {}
+				return func(_ context.Context, a *verifier.Attempt, remote netip.Addr) func() {
+					// The login as typed goes to the mail server; the
+					// account is the one the IMAP front end would take.
+					login := a.User
+					a.User = relay.AccountName(format, login)
+					a.Password = f.Server.PasswordChecker(login, net.TCPAddrFromAddrPort(netip.AddrPortFrom(remote, 0)))
+					return func() {}
 				}, nil
 			}
 		}

@@ -21,6 +21,7 @@ import (
 	"github.com/stepgate/stepgate/internal/config"
 	"github.com/stepgate/stepgate/internal/datadir"
 	"github.com/stepgate/stepgate/internal/delivery"
+	"github.com/stepgate/stepgate/internal/directory"
 	"github.com/stepgate/stepgate/internal/history"
 	"github.com/stepgate/stepgate/internal/metrics"
 	"github.com/stepgate/stepgate/internal/session"
@@ -62,9 +63,11 @@ type Core struct {
 	Sessions *session.Store
 	Verifier *verifier.Verifier
 	Metrics  *metrics.Metrics
-	Log      *slog.Logger
-	Audit    *slog.Logger
-	Delivery *delivery.Delivery
+	// Directory is ldap.upstream's directory, nil without one.
+	Directory *directory.Directory
+	Log       *slog.Logger
+	Audit     *slog.Logger
+	Delivery  *delivery.Delivery
 	// History is each person's security history (the portal's events).
 	History *history.Recorder
 }
@@ -121,6 +124,19 @@ func NewCore(ctx context.Context, cfg *config.Config, dir datadir.Dir, log *slog
 		Policy: verifier.Policy(cfg.TwoStep.Policy), Audit: auditLog, Observer: history.Observers{m, hist},
 		Hashes: hashLimiter(cfg.Limits, log), Applications: apps, AppPasswordKey: account.AppPasswordKey(st),
 	}
+	if err := twoStepRules(cfg, &vc); err != nil {
+		closers.Close()
+		return nil, nil, err
+	}
+	upstreamDir, err := NewDirectory(cfg, log)
+	if err != nil {
+		closers.Close()
+		return nil, nil, err
+	}
+	if upstreamDir != nil {
+		vc.Directory = upstreamDir
+		closers = append(closers, upstreamDir)
+	}
 	// Sent codes, recovery codes and alerts; closed before the store so
 	// that queued alerts can still read addresses.
 	d, err := delivery.New(st, sessions, cfg.Delivery, delivery.Options{Rule: cfg.Rule(), Service: cfg.TwoStep.Issuer, Log: log})
@@ -139,7 +155,8 @@ func NewCore(ctx context.Context, cfg *config.Config, dir datadir.Dir, log *slog
 		closers.Close()
 		return nil, nil, err
 	}
-	return &Core{Config: cfg, Store: st, Sessions: sessions, Verifier: v, Metrics: m, Log: log, Audit: auditLog, Delivery: d, History: hist}, closers, nil
+	return &Core{Config: cfg, Store: st, Sessions: sessions, Verifier: v, Metrics: m, Directory: upstreamDir, Log: log, Audit: auditLog, Delivery: d,
+		History: hist}, closers, nil
 }
 
 // openAudit returns the audit logger: JSON events to standard error or

@@ -195,12 +195,13 @@ func (s *Store) Account(ctx context.Context, name string) (*User, []Authenticato
 		var aID, aCreated, aLast sql.NullInt64
 		var aLabel sql.NullString
 		var sealed []byte
+		var source string
 		if err := rows.Scan(&x.ID, &x.Name, &x.DisplayName, &x.Email, &x.Phone, &x.PasswordHash, &twoStep,
-			&x.Epoch, &x.Disabled, &x.Service, &created, &updated, &aID, &aLabel, &sealed, &aLast, &aCreated); err != nil {
+			&x.Epoch, &x.Disabled, &x.Service, &created, &updated, &source, &x.ExternalID, &aID, &aLabel, &sealed, &aLast, &aCreated); err != nil {
 			return nil, nil, fmt.Errorf("user %s: %w", name, err)
 		}
 		if u == nil {
-			x.TwoStep = TwoStep(twoStep)
+			x.TwoStep, x.Source = TwoStep(twoStep), Source(source)
 			x.Created, x.Updated = time.Unix(created, 0), time.Unix(updated, 0)
 			u = &x
 		}

@@ -5,15 +5,22 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/stdlib"
+
 	"github.com/stepgate/stepgate/internal/seal"
+	"github.com/stepgate/stepgate/internal/testenv/postgres"
 )
 
-// testDialect is one engine that the store's tests run against. The table
-// holds SQLite alone; PostgreSQL (issue 13) adds its row, with a fresh
-// database for each test.
+// testDialect is one engine that the store's tests run against: SQLite,
+// and PostgreSQL with a fresh database for each test in one cluster that
+// the package's tests share (skipped loudly where PostgreSQL is not
+// installed).
 type testDialect struct {
 	name    string
 	dialect dialect
@@ -37,6 +44,48 @@ var testDialects = []testDialect{
 		raw:     openSQLite,
 		files:   true,
 	},
+	{
+		name:    "postgres",
+		dialect: postgresDialect{},
+		fresh:   freshPostgres,
+		open: func(ctx context.Context, dsn string, sealer *seal.Sealer, opts Options) (*Store, error) {
+			return OpenPostgres(ctx, dsn, "", sealer, opts)
+		},
+		raw: func(dsn string) (*sql.DB, error) {
+			cfg, err := pgx.ParseConfig(dsn)
+			if err != nil {
+				return nil, err
+			}
+			return stdlib.OpenDB(*cfg), nil
+		},
+	},
+}
+
+// cluster is the PostgreSQL cluster the package's tests share, started by
+// the first test that needs it (initdb takes a second or two) and stopped
+// by TestMain.
+var cluster struct {
+	once sync.Once
+	s    *postgres.Server
+	err  error
+}
+
+func freshPostgres(t testing.TB) string {
+	t.Helper()
+	postgres.Need(t)
+	cluster.once.Do(func() { cluster.s, cluster.err = postgres.New(postgres.Options{}) })
+	if cluster.err != nil {
+		t.Fatal(cluster.err)
+	}
+	return cluster.s.NewDatabase(t)
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if cluster.s != nil {
+		cluster.s.Close()
+	}
+	os.Exit(code)
 }
 
 // testDB is one test's database and the key it is sealed with.

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 )
 
 // ErrStepUsed is returned by ConsumeStep when the time step, or a later
@@ -125,10 +126,24 @@ func (c *stepCommitter) run() {
 	}
 }
 
+// commitTimeout bounds one group commit. A database server that stopped
+// answering (a network that drops packets, a frozen host) would otherwise
+// hold every sign-in that waits for the commit until TCP gives up,
+// minutes later; past it the batch is answered unavailable (and the
+// steps are not used, unless the server did commit: then a retry is a
+// replay, never a second acceptance).
+var commitTimeout = 10 * time.Second
+
+// errUnresponsive marks a commit that got no answer within commitTimeout:
+// a storage fault, whatever the driver calls it.
+var errUnresponsive = errors.New("the database did not answer")
+
 func (c *stepCommitter) commit(batch []*stepRequest) {
 	results := make([]error, len(batch))
+	ctx, cancel := context.WithTimeout(context.Background(), commitTimeout)
+	defer cancel()
 	err := func() error {
-		tx, err := c.db.Begin()
+		tx, err := c.db.BeginTx(ctx, nil)
 		if err != nil {
 			return err
 		}
@@ -140,7 +155,7 @@ func (c *stepCommitter) commit(batch []*stepRequest) {
 				dst **sql.Stmt
 				q   string
 			}{{&c.update, c.query}, {&c.saveSes, c.upsert}, {&c.addFail, c.insert}} {
-				if *p.dst, err = c.db.Prepare(p.q); err != nil {
+				if *p.dst, err = c.db.PrepareContext(ctx, p.q); err != nil {
 					tx.Rollback()
 					return err
 				}
@@ -157,9 +172,9 @@ func (c *stepCommitter) commit(batch []*stepRequest) {
 		for i, r := range batch {
 			if r.id != 0 {
 				if update == nil {
-					update = tx.Stmt(c.update)
+					update = tx.StmtContext(ctx, c.update)
 				}
-				res, err := update.Exec(r.step, r.id, r.step)
+				res, err := update.ExecContext(ctx, r.step, r.id, r.step)
 				if err != nil {
 					tx.Rollback()
 					return err
@@ -171,18 +186,18 @@ func (c *stepCommitter) commit(batch []*stepRequest) {
 			}
 			if r.sess != nil {
 				if save == nil {
-					save = tx.Stmt(c.saveSes)
+					save = tx.StmtContext(ctx, c.saveSes)
 				}
-				if _, err := save.Exec(sessionArgs(r.sess)...); err != nil {
+				if _, err := save.ExecContext(ctx, sessionArgs(r.sess)...); err != nil {
 					tx.Rollback()
 					return err
 				}
 			}
 			for j := range r.events {
 				if add == nil {
-					add = tx.Stmt(c.addFail)
+					add = tx.StmtContext(ctx, c.addFail)
 				}
-				if _, err := add.Exec(eventArgs(&r.events[j])...); err != nil {
+				if _, err := add.ExecContext(ctx, eventArgs(&r.events[j])...); err != nil {
 					tx.Rollback()
 					return err
 				}
@@ -190,6 +205,9 @@ func (c *stepCommitter) commit(batch []*stepRequest) {
 		}
 		return tx.Commit()
 	}()
+	if err != nil && ctx.Err() != nil {
+		err = fmt.Errorf("%w within %s: %w", errUnresponsive, commitTimeout, err)
+	}
 	c.note(err)
 	for i, r := range batch {
 		if err != nil {

@@ -1,7 +1,8 @@
 // Package store keeps stepgate's durable state, accounts and their
 // authenticators, behind one API whatever the database: an embedded
-// SQLite database by default (modernc.org/sqlite, no cgo), each engine a
-// dialect with its schema migrations compiled into the binary.
+// SQLite database by default (modernc.org/sqlite, no cgo), or PostgreSQL
+// (pgx) that several instances share, each engine a dialect with its
+// schema migrations compiled into the binary.
 package store
 
 import (
@@ -20,6 +21,10 @@ var ErrNotFound = errors.New("not found")
 
 // ErrExists is returned when a name is already taken.
 var ErrExists = errors.New("already exists")
+
+// ErrWrongKey is returned by Open when the database was sealed with
+// another key than the one given.
+var ErrWrongKey = errors.New("sealed with another key")
 
 // Store is the durable account store. It is safe for concurrent use by
 // one process; other processes (the CLI next to a running server) may
@@ -77,7 +82,7 @@ func (s *Store) prepare(ctx context.Context) error {
 		{&s.stmtAuths, authQuery + ` ORDER BY id`},
 		{&s.stmtAuthsConfirmed, authQuery + ` AND confirmed = TRUE ORDER BY id`},
 		{&s.stmtAccount, `SELECT u.id, u.name, u.display_name, u.email, u.phone, u.password_hash, u.two_step, u.epoch,
-			u.disabled, u.service, u.created_at, u.updated_at, a.id, a.label, a.secret, a.last_step, a.created_at
+			u.disabled, u.service, u.created_at, u.updated_at, u.source, COALESCE(u.external_id, ''), a.id, a.label, a.secret, a.last_step, a.created_at
 			FROM users u LEFT JOIN authenticators a ON a.user_id = u.id AND a.confirmed = TRUE
 			WHERE u.name = ? ORDER BY a.id`},
 	} {
@@ -174,8 +179,8 @@ func (s *Store) checkKey(ctx context.Context) error {
 	case err != nil:
 		return fmt.Errorf("store %s: reading the sealing key id: %w", s.path, err)
 	case have != id:
-		return fmt.Errorf("store %s was sealed with another key than %s (key id %s, the database expects %s); "+
-			"point STEPGATE_SEALING_KEY_FILE at the right key file", s.path, s.sealer.Path(), id, have)
+		return fmt.Errorf("store %s was %w than %s (key id %s, the database expects %s); "+
+			"point STEPGATE_SEALING_KEY_FILE at the right key file", s.path, ErrWrongKey, s.sealer.Path(), id, have)
 	}
 	return nil
 }

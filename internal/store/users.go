@@ -42,12 +42,30 @@ type User struct {
 	// directory with a password alone and can never sign in to mail.
 	Service bool
 	Groups  []string
-	Created time.Time
-	Updated time.Time
+	// Source says who checks the password: SourceLocal (PasswordHash),
+	// SourceDirectory (an upstream LDAP bind) or SourceMail (an upstream
+	// IMAP login). The last two have no hash.
+	Source Source
+	// ExternalID is the directory's stable identity of the person's
+	// entry (entryUUID, objectGUID), "" when none: a rename upstream
+	// finds the row by it.
+	ExternalID string
+	Created    time.Time
+	Updated    time.Time
 	// AppPasswords are filled by Account only: what a sign-in decision
 	// needs of them.
 	AppPasswords []AppPassword
 }
+
+// Source is who checks an account's password.
+type Source string
+
+// Sources.
+const (
+	SourceLocal     Source = "local"
+	SourceDirectory Source = "directory"
+	SourceMail      Source = "mail"
+)
 
 // NewUser is what AddUser needs.
 type NewUser struct {
@@ -99,7 +117,7 @@ func ValidName(name string) error {
 	return nil
 }
 
-const userColumns = `id, name, display_name, email, phone, password_hash, two_step, epoch, disabled, service, created_at, updated_at`
+const userColumns = `id, name, display_name, email, phone, password_hash, two_step, epoch, disabled, service, created_at, updated_at, source, COALESCE(external_id, '')`
 
 type scanner interface{ Scan(...any) error }
 
@@ -107,11 +125,12 @@ func scanUser(r scanner) (*User, error) {
 	var u User
 	var twoStep string
 	var created, updated int64
+	var source string
 	if err := r.Scan(&u.ID, &u.Name, &u.DisplayName, &u.Email, &u.Phone, &u.PasswordHash, &twoStep,
-		&u.Epoch, &u.Disabled, &u.Service, &created, &updated); err != nil {
+		&u.Epoch, &u.Disabled, &u.Service, &created, &updated, &source, &u.ExternalID); err != nil {
 		return nil, err
 	}
-	u.TwoStep = TwoStep(twoStep)
+	u.TwoStep, u.Source = TwoStep(twoStep), Source(source)
 	u.Created, u.Updated = time.Unix(created, 0), time.Unix(updated, 0)
 	return &u, nil
 }
@@ -148,6 +167,82 @@ func (s *Store) AddUser(ctx context.Context, nu NewUser) (*User, error) {
 		return nil, err
 	}
 	return s.User(ctx, nu.Name)
+}
+
+// AddExternalUser creates the row of an account whose password an
+// upstream checks (source directory or mail): it holds no password hash,
+// only what stepgate owns. externalID is the directory's identity of the
+// entry ("" for mail accounts).
+func (s *Store) AddExternalUser(ctx context.Context, name string, source Source, externalID string) (*User, error) {
+	name, err := AccountName(name)
+	if err != nil {
+		return nil, err
+	}
+	if source != SourceDirectory && source != SourceMail {
+		return nil, fmt.Errorf("user %s: source %q has no upstream", name, source)
+	}
+	var ext any
+	if externalID != "" {
+		ext = externalID
+	}
+	now := unix(s.now())
+	err = s.tx(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, s.sql(`INSERT INTO users (name, password_hash, source, external_id, created_at, updated_at)
+			VALUES (?, '', ?, ?, ?, ?)`), name, string(source), ext, now, now)
+		if s.d.isUnique(err) {
+			return fmt.Errorf("user %s: %w", name, ErrExists)
+		}
+		if err != nil {
+			return fmt.Errorf("user %s: %w", name, err)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return s.User(ctx, name)
+}
+
+// UserByExternalID returns the account bound to a directory identity, or
+// ErrNotFound.
+func (s *Store) UserByExternalID(ctx context.Context, id string) (*User, error) {
+	if id == "" {
+		return nil, fmt.Errorf("external id: %w", ErrNotFound)
+	}
+	u, err := scanUser(s.db.QueryRowContext(ctx, s.sql(`SELECT `+userColumns+` FROM users WHERE external_id = ?`), id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("external id %s: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("external id %s: %w", id, err)
+	}
+	return u, nil
+}
+
+// FollowDirectory makes the row of a directory identity carry the name
+// the directory gives it now (after a rename upstream) and binds a row
+// without an identity to it. A rename moves the epoch, so that sessions
+// made under the old name end; binding alone does not. The row keeps its authenticators. A name
+// held by another row is ErrExists.
+func (s *Store) FollowDirectory(ctx context.Context, id int64, name, externalID string) error {
+	name, err := AccountName(name)
+	if err != nil {
+		return err
+	}
+	res, err := s.db.ExecContext(ctx, s.sql(`UPDATE users SET name = ?, external_id = ?,
+		epoch = epoch + CASE WHEN name = ? THEN 0 ELSE 1 END, updated_at = ? WHERE id = ?`),
+		name, externalID, name, unix(s.now()), id)
+	s.noteWrite(err)
+	if s.d.isUnique(err) {
+		return fmt.Errorf("user %s: %w", name, ErrExists)
+	}
+	if err != nil {
+		return fmt.Errorf("user %s: %w", name, err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return fmt.Errorf("user %s: %w", name, ErrNotFound)
+	}
+	return nil
 }
 
 func (s *Store) addToGroups(ctx context.Context, tx *sql.Tx, userID int64, groups []string) error {

@@ -146,6 +146,21 @@ func (c *accounts) changes(ctx context.Context) (names []string, full, changed b
 	return nil, true, true, nil
 }
 
+// drop forgets names, so that the next get reads them from the store
+// (after this process changed their rows).
+func (c *accounts) drop(names ...string) {
+	c.mu.Lock()
+	for _, n := range names {
+		if a, ok := c.byName[n]; ok {
+			if a == nil {
+				c.unknown--
+			}
+			delete(c.byName, n)
+		}
+	}
+	c.mu.Unlock()
+}
+
 // invalidate makes the next changes call drop the whole cache.
 func (c *accounts) invalidate() {
 	c.mu.Lock()

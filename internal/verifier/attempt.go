@@ -21,6 +21,14 @@ type Attempt struct {
 	// upstream connection. It is called on every attempt that gets that
 	// far, session hits included, because the connection needs it.
 	Password PasswordChecker
+	// Directory, when set, turns User (NAME, NAME@DOMAIN or a DN) into
+	// the directory's entry before the decision: the account is that
+	// entry's, a name the directory does not know is unknown, and an
+	// entry without a row has not enrolled.
+	Directory Directory
+	// Resolved, when set, is told the entry the Directory found, before
+	// any password check (the proxy binds as its DN).
+	Resolved func(*DirectoryEntry)
 	// ServiceAccounts lets applications' service accounts (password
 	// only) sign in through this front end: the LDAP directory, where
 	// applications bind, and nowhere else.
@@ -47,11 +55,14 @@ type Reason string
 
 // Reasons.
 const (
-	ReasonSession      Reason = "session"        // allowed: a live session for this exact string
-	ReasonCode         Reason = "code"           // allowed: password and a fresh code
-	ReasonPasswordOnly Reason = "password_only"  // allowed: not enrolled, policy allow; or a service account
-	ReasonAppPassword  Reason = "app_password"   // allowed: an app password on one of its protocols
-	ReasonSetUp        Reason = "password_setup" // allowed: the portal, an account without two-step, no session
+	ReasonSession      Reason = "session"       // allowed: a live session for this exact string
+	ReasonCode         Reason = "code"          // allowed: password and a fresh code
+	ReasonPasswordOnly Reason = "password_only" // allowed: not enrolled, policy allow; or a service account
+	// ReasonExemptNetwork: allowed with the password alone, not enrolled,
+	// from one of two_step.exempt_networks.
+	ReasonExemptNetwork Reason = "exempt_network"
+	ReasonAppPassword   Reason = "app_password"   // allowed: an app password on one of its protocols
+	ReasonSetUp         Reason = "password_setup" // allowed: the portal, an account without two-step, no session
 
 	ReasonEmpty       Reason = "empty_password"
 	ReasonLocked      Reason = "locked_out"
@@ -60,10 +71,13 @@ const (
 	ReasonBadName     Reason = "invalid_name" // the name profile (RFC 8265) rejects the name
 	// ReasonIdentity: the upstream authenticated another account than
 	// the one the decision was made for (a name form it maps elsewhere).
-	ReasonIdentity    Reason = "identity_mismatch"
-	ReasonDisabled    Reason = "disabled"
-	ReasonNotEnrolled Reason = "not_enrolled"
-	ReasonServiceOnly Reason = "service_account_protocol"
+	ReasonIdentity Reason = "identity_mismatch"
+	ReasonDisabled Reason = "disabled"
+	// ReasonNoLocalPassword: an account whose password an upstream checks
+	// (source directory or mail) at a front end without that upstream.
+	ReasonNoLocalPassword Reason = "no_local_password"
+	ReasonNotEnrolled     Reason = "not_enrolled"
+	ReasonServiceOnly     Reason = "service_account_protocol"
 	// ReasonAppPasswordProtocol: an app password on a protocol its owner
 	// did not tick.
 	ReasonAppPasswordProtocol Reason = "app_password_protocol"

@@ -92,6 +92,18 @@ type Config struct {
 	// AppPasswordKey keys the hashes of app passwords (AppPasswordHash);
 	// without it app passwords sign in nowhere.
 	AppPasswordKey []byte
+	// Directory, when set, is asked for the groups of an account that
+	// has not enrolled when its attempt brought no directory of its own
+	// (an IMAP login in front of a mail server that uses the directory).
+	Directory Directory
+	// RequireGroups are group DNs, in the form the Directory reports
+	// them, whose members must use two-step: not enrolled is refused,
+	// whatever Policy and ExemptNetworks say.
+	RequireGroups []string
+	// ExemptNetworks are where an account that has not enrolled may sign
+	// in with its password alone (a printer VLAN) when Policy is deny,
+	// unless it is in RequireGroups. Enrolled accounts always need a code.
+	ExemptNetworks Networks
 }
 
 // Verifier decides sign-ins. It is safe for concurrent use.
@@ -114,6 +126,10 @@ type Verifier struct {
 	hashes   *password.Limiter
 	apps     Networks
 	appKey   []byte
+
+	directory     Directory
+	requireGroups map[string]struct{}
+	exempt        Networks
 }
 
 // New returns a Verifier.
@@ -158,7 +174,11 @@ func New(cfg Config) (*Verifier, error) {
 		st: cfg.Store, sessions: cfg.Sessions, rule: cfg.Rule, totp: cfg.TOTP, policy: cfg.Policy,
 		codes: cfg.Codes, sender: cfg.Sender, audit: cfg.Audit, observer: cfg.Observer, lockouts: cfg.Lockouts, now: cfg.Now,
 		accounts: newAccounts(cfg.Store), decoy: decoy, hashes: cfg.Hashes,
-		apps: cfg.Applications, appKey: cfg.AppPasswordKey,
+		apps: cfg.Applications, appKey: cfg.AppPasswordKey, directory: cfg.Directory, exempt: cfg.ExemptNetworks,
+		requireGroups: map[string]struct{}{},
+	}
+	for _, g := range cfg.RequireGroups {
+		v.requireGroups[g] = struct{}{}
 	}
 	v.pacer.localSeed.Store(int64(hashTime))
 	return v, nil
@@ -205,12 +225,26 @@ func (h handle) Revoked() <-chan struct{} { return h.s.Revoked() }
 func (v *Verifier) Verify(ctx context.Context, a Attempt) Decision {
 	start := time.Now()
 	sent := a.User
+	// The directory says whom the name stands for before anything else,
+	// inside the paced time: an absent name and a present one must not
+	// differ by how long the lookup took.
+	var look lookup
+	if a.Directory != nil && a.User != "" && a.Secret != "" {
+		look.asked = true
+		look.entry, look.err = a.Directory.Lookup(ctx, a.User)
+		if look.entry != nil {
+			a.User = look.entry.Name
+			if a.Resolved != nil {
+				a.Resolved(look.entry)
+			}
+		}
+	}
 	name, err := username.Canonical(a.User)
 	valid := err == nil
 	if valid {
 		a.User = name
 	}
-	d := v.decide(ctx, &a, valid)
+	d := v.decide(ctx, &a, valid, look)
 	if d.Result == "" {
 		d.Result = Deny
 	}
@@ -227,19 +261,48 @@ func (v *Verifier) Verify(ctx context.Context, a Attempt) Decision {
 
 func deny(r Reason) Decision { return Decision{Result: Deny, Reason: r} }
 
+// lookup is what the attempt's directory said about its name.
+type lookup struct {
+	asked bool
+	entry *DirectoryEntry // nil: no such entry
+	err   error
+}
+
 // decide runs the decision for a.User, which is the account's canonical
 // name when valid, and the name as sent when the profile rejected it.
-func (v *Verifier) decide(ctx context.Context, a *Attempt, valid bool) Decision {
+func (v *Verifier) decide(ctx context.Context, a *Attempt, valid bool, look lookup) Decision {
 	// 1. An empty password is never a sign-in (RFC 4513 5.1.2).
 	if a.Secret == "" || a.User == "" {
 		return deny(ReasonEmpty)
 	}
+	if look.err != nil {
+		v.audit.Warn("directory lookup failed", "user", a.User, "err", look.err)
+		if errors.Is(look.err, ErrUnavailable) {
+			return deny(ReasonUnavailable)
+		}
+		return deny(ReasonError)
+	}
 	var acct *account
-	if valid {
+	if valid && (!look.asked || look.entry != nil) {
+		// Absent from the directory that was asked: unknown, whatever
+		// row the store may still hold under the name.
 		var err error
-		if acct, err = v.accounts.get(ctx, a.User); err != nil {
+		if look.entry != nil {
+			acct, err = v.directoryAccount(ctx, a.User, look.entry)
+		} else {
+			acct, err = v.accounts.get(ctx, a.User)
+		}
+		switch {
+		case errors.Is(err, errNameTaken):
+			v.audit.Warn("directory entry refused: delete the old row (stepgate user delete)", "user", a.User, "err", err)
+			valid, acct = false, nil
+			look.err = err
+		case err != nil:
+			// The store is down or unreachable (a database server
+			// restarting): the client's string may well be right, so
+			// never answer "wrong"; no failure is counted.
 			v.audit.Error("reading account", "user", a.User, "err", err)
-			return deny(ReasonError)
+			return deny(ReasonUnavailable)
 		}
 	}
 	key := v.sessions.KeyFor(a.User, a.Secret)
@@ -284,7 +347,7 @@ func (v *Verifier) decide(ctx context.Context, a *Attempt, valid bool) Decision 
 	}
 	defer adm.Done(session.Neutral, key) // a panic must not keep the slot
 
-	d := v.check(ctx, a, acct, key, valid)
+	d := v.check(ctx, a, acct, key, valid, look)
 	outcome := session.Failed
 	switch {
 	case final(d.Reason):
@@ -326,7 +389,7 @@ const inFlightMessage = "Too many sign-in attempts at once; try again in a few m
 // it), a service account on the wrong protocol.
 func final(r Reason) bool {
 	switch r {
-	case ReasonBadPassword, ReasonBadCode, ReasonReplayed, ReasonUnknownUser, ReasonBadName, ReasonIdentity:
+	case ReasonBadPassword, ReasonBadCode, ReasonReplayed, ReasonUnknownUser, ReasonBadName, ReasonIdentity, ReasonNoLocalPassword:
 		return true
 	}
 	return false
@@ -469,7 +532,7 @@ func (v *Verifier) checkIdentity(ctx context.Context, a *Attempt, name string) R
 }
 
 // check runs steps 4 to 9 for an attempt that has no session.
-func (v *Verifier) check(ctx context.Context, a *Attempt, acct *account, key session.Key, valid bool) Decision {
+func (v *Verifier) check(ctx context.Context, a *Attempt, acct *account, key session.Key, valid bool, look lookup) Decision {
 	// 4.-5. Accounts that cannot sign in run the code check against the
 	// decoy and fail with the same answer; the pacer makes them take as
 	// long as a password check would.
@@ -482,13 +545,23 @@ func (v *Verifier) check(ctx context.Context, a *Attempt, acct *account, key ses
 		}
 	}
 	switch {
+	case errors.Is(look.err, errNameTaken):
+		forced = ReasonIdentity
 	case !valid:
 		forced = ReasonBadName
-	case acct == nil && a.Password != nil && v.policy == PolicyAllow:
-		// Known upstream but not to stepgate: not enrolled. The
+	case look.asked && look.entry == nil:
+		// Absent from the directory: no one to sign in.
+		forced = ReasonUnknownUser
+	case acct == nil && a.Password != nil:
+		// Known upstream (the directory's entry, or a mail server that
+		// checks the login) but without a row: not enrolled. The
 		// identity check after the upstream check makes sure that the
 		// upstream did not take the name for an enrolled account.
-		return v.passwordOnly(ctx, a, &account{user: &store.User{Name: a.User}}, key)
+		d, r := v.notEnrolled(ctx, a, &account{user: &store.User{Name: a.User}}, key, look.entry)
+		if r == "" {
+			return d
+		}
+		forced = r
 	case acct == nil:
 		forced = ReasonUnknownUser
 	case acct.user.Disabled:
@@ -496,19 +569,27 @@ func (v *Verifier) check(ctx context.Context, a *Attempt, acct *account, key ses
 	case acct.user.Service && !a.ServiceAccounts:
 		forced = ReasonServiceOnly
 	case acct.user.Service:
-		return v.passwordOnly(ctx, a, acct, key)
+		return v.passwordOnly(ctx, a, acct, key, ReasonPasswordOnly)
+	case a.Password == nil && acct.user.Source != "" && acct.user.Source != store.SourceLocal:
+		// A directory's or a mail server's person, at a front end that
+		// checks passwords locally: there is no hash to check.
+		forced = ReasonNoLocalPassword
 	case acct.user.TwoStep != store.TwoStepActive:
 		// Two-step is on when the account says so, authenticator or not:
 		// an account whose second factor is a phone or an e-mail address
 		// that codes are sent to goes on to the code check, and an active
 		// account must never fall back to its password alone.
-		if v.policy == PolicyAllow && !a.SetUp {
-			return v.passwordOnly(ctx, a, acct, key)
-		}
 		if a.SetUp {
+			// The portal, where the person sets two-step up: whatever the
+			// policy, the password alone lets them in to do it, with no
+			// session that could sign in elsewhere.
 			return v.setUp(ctx, a, acct)
 		}
-		forced = ReasonNotEnrolled
+		d, r := v.notEnrolled(ctx, a, acct, key, look.entry)
+		if r == "" {
+			return d
+		}
+		forced = r
 	}
 	if forced != "" {
 		acct = v.decoy
@@ -663,16 +744,45 @@ func (v *Verifier) consume(ctx context.Context, acct *account, auth *authenticat
 	}
 }
 
+// notEnrolled is step 5, the rules for an account without two-step, in
+// the order in which they win: a member of a required group is refused;
+// from an exempt network the password alone is enough; otherwise the
+// policy says. It returns a decision, or the reason to fail with on the
+// decoy's path.
+func (v *Verifier) notEnrolled(ctx context.Context, a *Attempt, acct *account, key session.Key, ent *DirectoryEntry) (Decision, Reason) {
+	member, err := v.memberOfRequired(ctx, a.User, ent)
+	switch {
+	case errors.Is(err, ErrUnavailable):
+		return deny(ReasonUnavailable), ""
+	case err != nil:
+		v.audit.Error("reading groups", "user", a.User, "err", err)
+		return deny(ReasonError), ""
+	case member:
+		return Decision{}, ReasonNotEnrolled
+	case v.exempt.Contains(a.Remote):
+		return v.passwordOnly(ctx, a, acct, key, ReasonExemptNetwork), ""
+	case v.policy == PolicyAllow:
+		return v.passwordOnly(ctx, a, acct, key, ReasonPasswordOnly), ""
+	}
+	return Decision{}, ReasonNotEnrolled
+}
+
 // passwordOnly signs in with the whole string as the password: service
-// accounts, and accounts without two-step under policy allow.
-func (v *Verifier) passwordOnly(ctx context.Context, a *Attempt, acct *account, key session.Key) Decision {
+// accounts, and accounts without two-step under policy allow or from an
+// exempt network.
+func (v *Verifier) passwordOnly(ctx context.Context, a *Attempt, acct *account, key session.Key, r Reason) Decision {
 	if r := v.checkPassword(ctx, a, acct, a.Secret); r != "" {
 		return deny(r)
 	}
 	if r := v.checkIdentity(ctx, a, acct.user.Name); r != "" {
 		return deny(r)
 	}
-	return v.open(ctx, a, acct.user, key, len(a.Secret), true, ReasonPasswordOnly)
+	if r == ReasonExemptNetwork {
+		// No session: one would let the same string in from anywhere
+		// (sessions are keyed by account and string, not by address).
+		return Decision{Result: Allow, Reason: r, User: acct.user.Name}
+	}
+	return v.open(ctx, a, acct.user, key, len(a.Secret), true, r)
 }
 
 // setUp lets a person whose account has no two-step yet in with the

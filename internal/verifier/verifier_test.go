@@ -355,13 +355,15 @@ func TestUpstreamPassword(t *testing.T) {
 	if d := verify(e, a(s)); d.Allowed() {
 		t.Fatal("session survived the upstream refusing its password")
 	}
-	// Unknown users are never sent upstream.
+	// A name without a row, where an upstream checks passwords, is an
+	// account of the upstream's that has not enrolled (a mail account):
+	// under policy deny it is never sent upstream.
 	before := up.calls.Load()
 	x := attempt("ghost", "classmate"+alice.NextCode(t))
 	x.Password = up
-	want(t, verify(e, x), verifier.Deny, verifier.ReasonUnknownUser)
+	want(t, verify(e, x), verifier.Deny, verifier.ReasonNotEnrolled)
 	if up.calls.Load() != before {
-		t.Fatal("an unknown user reached the upstream")
+		t.Fatal("a name without a row reached the upstream under policy deny")
 	}
 }
 

@@ -143,6 +143,13 @@ func (d *directory) snapshot(ctx context.Context) (*tree, error) {
 	}
 	gen, err := d.st.Generation(ctx)
 	if err != nil {
+		if d.tree != nil {
+			// The store is unreachable (a database server restarting):
+			// this instance learns of no account change meanwhile, its
+			// verifier neither, so the last tree is as true as anything
+			// it knows, and a session hit keeps working.
+			return d.tree, nil
+		}
 		return nil, fmt.Errorf("ldap directory: %w", err)
 	}
 	if d.tree != nil && gen == d.gen {

@@ -2,53 +2,39 @@ package ldap
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
-	"net/url"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	goldap "github.com/go-ldap/ldap/v3"
 
-	"github.com/stepgate/stepgate/internal/certpool"
+	updir "github.com/stepgate/stepgate/internal/directory"
 	"github.com/stepgate/stepgate/internal/verifier"
 )
 
 // proxy is proxy mode: the directory is a real one upstream, reached with
-// go-ldap's client on one upstream connection per client connection.
+// go-ldap's client on one upstream connection per client connection. The
+// directory package finds the entry a bind name stands for and dials.
 type proxy struct {
-	urls        []string
-	startTLS    bool
-	tls         *tls.Config
-	timeout     time.Duration
+	dir         *updir.Directory
 	passthrough []*goldap.DN
 	userAttr    string
+	timeout     time.Duration
 	log         *slog.Logger
-	// next is where failover starts: the URL that answered last.
-	next atomic.Int64
 }
 
-func newProxy(u *Upstream, log *slog.Logger) (*proxy, error) {
-	if len(u.URLs) == 0 {
-		return nil, errors.New("ldap.upstream.urls: name at least one directory (ldap:// or ldaps://)")
-	}
-	p := &proxy{urls: u.URLs, startTLS: u.StartTLS, timeout: u.Timeout, userAttr: u.UserAttribute, log: log,
-		tls: &tls.Config{MinVersion: tls.VersionTLS12}}
-	for _, raw := range u.URLs {
-		pu, err := url.Parse(raw)
-		if err != nil || (pu.Scheme != "ldap" && pu.Scheme != "ldaps") || pu.Host == "" {
-			return nil, fmt.Errorf("ldap.upstream.urls: %q is not an ldap:// or ldaps:// URL", raw)
+func newProxy(u *Upstream, baseDN string, dir *updir.Directory, log *slog.Logger) (*proxy, error) {
+	if dir == nil {
+		var err error
+		dir, err = updir.New(updir.Config{URLs: u.URLs, StartTLS: u.StartTLS, CAFile: u.CAFile, Timeout: u.Timeout,
+			BaseDN: baseDN, UserAttribute: u.UserAttribute, Log: log})
+		if err != nil {
+			return nil, err
 		}
 	}
-	pool, err := certpool.Load("ldap.upstream.ca_file", u.CAFile)
-	if err != nil {
-		return nil, err
-	}
-	p.tls.RootCAs = pool
+	p := &proxy{dir: dir, userAttr: dir.UserAttribute(), timeout: u.Timeout, log: log}
 	for _, s := range u.PassthroughDNs {
 		dn, err := goldap.ParseDN(s)
 		if err != nil {
@@ -59,50 +45,13 @@ func newProxy(u *Upstream, log *slog.Logger) (*proxy, error) {
 	return p, nil
 }
 
-// dial connects to the first upstream that answers, starting with the one
-// that answered last; errors wrap verifier.ErrUnavailable.
-func (p *proxy) dial(ctx context.Context) (*goldap.Conn, error) {
-	var errs []error
-	start := int(p.next.Load())
-	for i := range p.urls {
-		k := (start + i) % len(p.urls)
-		raw := p.urls[k]
-		pu, _ := url.Parse(raw)
-		cfg := p.tls.Clone()
-		cfg.ServerName = pu.Hostname()
-		d := &net.Dialer{Timeout: p.timeout}
-		if dl, ok := ctx.Deadline(); ok {
-			d.Deadline = dl
-		}
-		c, err := goldap.DialURL(raw, goldap.DialWithDialer(d), goldap.DialWithTLSConfig(cfg))
-		if err == nil && p.startTLS && pu.Scheme == "ldap" {
-			if err = c.StartTLS(cfg); err != nil {
-				c.Close()
-			}
-		}
-		if err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", raw, err))
-			continue
-		}
-		c.SetTimeout(p.timeout)
-		if k != start {
-			p.log.Warn("upstream directory failover", "to", raw, "errors", errors.Join(errs...).Error())
-		}
-		p.next.Store(int64(k))
-		return c, nil
-	}
-	return nil, fmt.Errorf("%w: no upstream directory answered: %v", verifier.ErrUnavailable, errors.Join(errs...))
-}
+// dial connects to the first upstream that answers; errors wrap
+// verifier.ErrUnavailable.
+func (p *proxy) dial(ctx context.Context) (*goldap.Conn, error) { return p.dir.Dial(ctx) }
 
-// probe checks that an upstream directory answers (for /readyz).
-func (p *proxy) probe(ctx context.Context) error {
-	c, err := p.dial(ctx)
-	if err != nil {
-		return err
-	}
-	c.Close()
-	return nil
-}
+// probe checks that an upstream directory answers, and that the lookup
+// account can bind (for /readyz).
+func (p *proxy) probe(ctx context.Context) error { return p.dir.Probe(ctx) }
 
 func (p *proxy) isPassthrough(dn *goldap.DN) bool {
 	for _, x := range p.passthrough {
@@ -170,16 +119,14 @@ func (c *conn) proxyBind(ctx context.Context, b *bindRequest, prev **goldap.Conn
 		c.up, c.boundDN, c.boundUser, c.service = chk.up, b.name, "", true
 		return result{code: resultSuccess}
 	}
-	user, dn, err := c.resolveUpstream(ctx, b.name)
-	if err != nil {
-		c.s.log.Warn("upstream directory unavailable", "err", err)
-		return result{code: resultUnavailable, diagnostic: "the directory is unavailable, try again later"}
-	}
-	chk := &upstreamBind{c: c, dn: dn, reuse: *prev}
+	// The verifier asks the directory which entry the name stands for
+	// (its account, its identity, its groups); the bind, if the code is
+	// right, names that entry's DN.
+	chk := &upstreamBind{c: c, reuse: *prev}
 	*prev = nil
 	defer chk.dropReuse()
-	d := c.s.v.Verify(ctx, verifier.Attempt{Protocol: "ldap", User: user, Secret: b.password, Remote: c.remote, TLS: c.tls,
-		Password: chk, ServiceAccounts: true})
+	d := c.s.v.Verify(ctx, verifier.Attempt{Protocol: "ldap", User: b.name, Secret: b.password, Remote: c.remote, TLS: c.tls,
+		Password: chk, ServiceAccounts: true, Directory: p.dir, Resolved: func(e *verifier.DirectoryEntry) { chk.dn = e.DN }})
 	switch {
 	case d.Allowed() && chk.up != nil:
 	case d.Unavailable():
@@ -198,79 +145,11 @@ func (c *conn) proxyBind(ctx context.Context, b *bindRequest, prev **goldap.Conn
 		}
 		return result{code: resultInvalidCredentials, diagnostic: d.Message, locked: d.Reason == verifier.ReasonLocked}
 	}
-	c.up, c.boundDN, c.boundUser = chk.up, dn, d.User
+	c.up, c.boundDN, c.boundUser = chk.up, chk.dn, d.User
 	if d.Session != nil {
 		c.watch(d.Session.Revoked())
 	}
 	return result{code: resultSuccess}
-}
-
-// resolveUpstream finds the stepgate account and the upstream DN a bind
-// name stands for. A DN whose first RDN is the user attribute needs no
-// lookup; any other name is looked up upstream anonymously, reading only
-// the user attribute (directories commonly allow that; one that does not
-// needs DN binds named by the user attribute). Nothing is done upstream
-// as a user before that user's password and code are proven.
-func (c *conn) resolveUpstream(ctx context.Context, name string) (user, dn string, err error) {
-	p := c.s.proxy
-	attr := p.userAttr
-	if parsed, perr := goldap.ParseDN(name); perr == nil && len(parsed.RDNs) > 1 && strings.Contains(name, "=") {
-		first := parsed.RDNs[0].Attributes
-		if len(first) == 1 && strings.EqualFold(first[0].Type, attr) {
-			return first[0].Value, name, nil
-		}
-		v, err := c.lookup(ctx, name, goldap.ScopeBaseObject, "(objectClass=*)")
-		return v, name, err
-	}
-	// NAME, or NAME@DOMAIN (matched whole when the attribute is mail).
-	value := name
-	if !strings.EqualFold(attr, "mail") && !strings.EqualFold(attr, "userPrincipalName") {
-		if at := strings.LastIndexByte(name, '@'); at > 0 {
-			value = name[:at]
-		}
-	}
-	up, err := p.dial(ctx)
-	if err != nil {
-		return "", "", err
-	}
-	defer up.Close()
-	res, err := up.Search(goldap.NewSearchRequest(c.s.cfg.BaseDN, goldap.ScopeWholeSubtree, goldap.NeverDerefAliases, 2, int(p.timeout.Seconds()), false,
-		fmt.Sprintf("(%s=%s)", goldap.EscapeFilter(attr), goldap.EscapeFilter(value)), []string{attr}, nil))
-	if err != nil {
-		if networkFailure(err) {
-			return "", "", err
-		}
-		return name, "", nil // no match: an unknown user, as far as anyone can tell
-	}
-	if len(res.Entries) != 1 {
-		return name, "", nil
-	}
-	return value, res.Entries[0].DN, nil
-}
-
-// lookup reads the user attribute of the entry at dn.
-func (c *conn) lookup(ctx context.Context, dn string, scope int, filter string) (string, error) {
-	p := c.s.proxy
-	up, err := p.dial(ctx)
-	if err != nil {
-		return "", err
-	}
-	defer up.Close()
-	res, err := up.Search(goldap.NewSearchRequest(dn, scope, goldap.NeverDerefAliases, 1, int(p.timeout.Seconds()), false,
-		filter, []string{p.userAttr}, nil))
-	if err != nil {
-		if networkFailure(err) {
-			return "", err
-		}
-		return dn, nil
-	}
-	if len(res.Entries) != 1 {
-		return dn, nil
-	}
-	if v := res.Entries[0].GetAttributeValue(p.userAttr); v != "" {
-		return v, nil
-	}
-	return dn, nil
 }
 
 // upstreamBind is the verifier's password check in proxy mode: a bind on

@@ -11,6 +11,7 @@ import (
 	"net"
 	"time"
 
+	updir "github.com/stepgate/stepgate/internal/directory"
 	"github.com/stepgate/stepgate/internal/listener"
 	"github.com/stepgate/stepgate/internal/store"
 	"github.com/stepgate/stepgate/internal/verifier"
@@ -53,7 +54,11 @@ type Options struct {
 	TLS      *tls.Config
 	Verifier *verifier.Verifier
 	Store    *store.Store
-	Log      *slog.Logger
+	// Directory, in proxy mode, finds the entries that bind names stand
+	// for (with the lookup account, identity and groups the server's
+	// config names); nil builds an anonymous one from Config.Upstream.
+	Directory *updir.Directory
+	Log       *slog.Logger
 	// PerAddress, when set, caps connections per client address
 	// (shared with the other front ends).
 	PerAddress *listener.AddrLimits
@@ -87,7 +92,7 @@ func New(o Options) (*Server, error) {
 	}
 	s := &Server{cfg: o.Config, tls: o.TLS, v: o.Verifier, dir: dir, log: o.Log.With("service", "ldap"), perAddr: o.PerAddress}
 	if o.Config.Upstream != nil {
-		if s.proxy, err = newProxy(o.Config.Upstream, s.log); err != nil {
+		if s.proxy, err = newProxy(o.Config.Upstream, o.Config.BaseDN, o.Directory, s.log); err != nil {
 			return nil, err
 		}
 	}

@@ -153,9 +153,7 @@ func (s *Server) signIn(w http.ResponseWriter, r *http.Request) {
 	}
 	a := verifier.Attempt{Protocol: Protocol, User: name, Secret: secret, Remote: c.addr.String(), TLS: c.tls, SetUp: true}
 	if s.o.Password != nil {
-		chk, done := s.o.Password(r.Context(), name, c.addr)
-		defer done()
-		a.Password = chk
+		defer s.o.Password(r.Context(), &a, c.addr)()
 	}
 	d := s.o.Verifier.Verify(r.Context(), a)
 	if !d.Allowed() {

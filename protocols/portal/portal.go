@@ -46,10 +46,11 @@ type Servers struct {
 	BaseDN string
 }
 
-// PasswordCheck makes the password check of one portal sign-in when the
-// password is not the store's hash: an upstream LDAP bind or IMAP login.
-// done releases what the check opened.
-type PasswordCheck func(ctx context.Context, user string, remote netip.Addr) (chk verifier.PasswordChecker, done func())
+// PasswordCheck sets up the password check of one portal sign-in when
+// the password is not the store's hash: an upstream LDAP bind or IMAP
+// login, as those front ends' sign-ins make it (it fills a.Password and
+// what goes with it). done releases what the check opened.
+type PasswordCheck func(ctx context.Context, a *verifier.Attempt, remote netip.Addr) (done func())
 
 // Config is what the portal takes of the configuration.
 type Config struct {

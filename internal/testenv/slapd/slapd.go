@@ -38,6 +38,14 @@ type Options struct {
 	// LDIF is loaded with slapadd before the first start (fast, for
 	// thousands of entries); the base entries are always there.
 	LDIF string
+	// MemberOf loads the memberof overlay: groupOfNames entries added
+	// through the running server (Modify, not LDIF: slapadd passes no
+	// overlay) give their members a memberOf value.
+	MemberOf bool
+	// RestrictReads refuses anonymous reads, as hardened directories and
+	// Active Directory do: anonymous clients may only bind; bound users
+	// read everything but passwords and secrets.
+	RestrictReads bool
 	// PasswordModules loads pw-sha2 and argon2, so that slapd checks
 	// {SSHA256}, {SSHA512} and {ARGON2} passwords too.
 	PasswordModules bool
@@ -79,6 +87,9 @@ func Start(t testing.TB, o Options) *Server {
 	if o.OTP {
 		conf.WriteString("moduleload otp\n")
 	}
+	if o.MemberOf {
+		conf.WriteString("moduleload memberof\n")
+	}
 	if o.PasswordModules {
 		conf.WriteString("moduleload pw-sha2\nmoduleload argon2\n")
 	}
@@ -95,18 +106,26 @@ func Start(t testing.TB, o Options) *Server {
 	if o.OTP {
 		conf.WriteString("overlay otp\n")
 	}
+	if o.MemberOf {
+		conf.WriteString("overlay memberof\nmemberof-group-oc groupOfNames\nmemberof-member-ad member\nmemberof-memberof-ad memberOf\nmemberof-refint TRUE\n")
+	}
 	secrets := "userPassword"
 	if o.OTP {
 		secrets += ",oathSecret" // known only with the otp module's schema
 	}
-	conf.WriteString("access to attrs=" + secrets + "\n  by anonymous auth\n  by * none\naccess to *\n  by * read\n")
+	readers := "by * read"
+	if o.RestrictReads {
+		readers = "by anonymous auth\n  by users read"
+	}
+	conf.WriteString("access to attrs=" + secrets + "\n  by anonymous auth\n  by * none\naccess to *\n  " + readers + "\n")
 	s.conf = filepath.Join(dir, "slapd.conf")
 	if err := os.WriteFile(s.conf, []byte(conf.String()), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	base := fmt.Sprintf("dn: %s\nobjectClass: dcObject\nobjectClass: organization\ndc: example\no: example\n\n"+
 		"dn: ou=people,%s\nobjectClass: organizationalUnit\nou: people\n\n"+
-		"dn: ou=otp,%s\nobjectClass: organizationalUnit\nou: otp\n\n", Suffix, Suffix, Suffix)
+		"dn: ou=otp,%s\nobjectClass: organizationalUnit\nou: otp\n\n"+
+		"dn: ou=groups,%s\nobjectClass: organizationalUnit\nou: groups\n\n", Suffix, Suffix, Suffix, Suffix)
 	if o.OTP {
 		base += OTPParamsLDIF()
 	}
@@ -213,6 +232,39 @@ func (s *Server) Start() { s.proc.Start() }
 
 // Stop stops the server and waits for it to exit.
 func (s *Server) Stop() { s.proc.Stop() }
+
+// Modify applies LDIF change records (changetype: add, modify, modrdn;
+// records without one are adds) to the running server as the directory
+// manager, with ldapmodify: the overlays see these changes.
+func (s *Server) Modify(ldif string) {
+	s.t.Helper()
+	cmd := exec.Command(testenv.NeedProgram(s.t, "ldapmodify"), "-x", "-a", "-H", s.URL(), "-D", RootDN, "-w", RootPW)
+	cmd.Env = append(os.Environ(), "LDAPCONF=/dev/null", "LDAPRC=/dev/null")
+	cmd.Stdin = strings.NewReader(ldif)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		s.t.Fatalf("ldapmodify: %v\n%s", err, out)
+	}
+}
+
+// Group is a groupOfNames entry under ou=groups.
+type Group struct {
+	CN      string
+	Members []string // DNs; a groupOfNames needs at least one
+}
+
+// DN is the group's entry.
+func (g Group) DN() string { return "cn=" + g.CN + ",ou=groups," + Suffix }
+
+// LDIF is the group's entry in LDIF.
+func (g Group) LDIF() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "dn: %s\nobjectClass: groupOfNames\ncn: %s\n", g.DN(), g.CN)
+	for _, m := range g.Members {
+		fmt.Fprintf(&b, "member: %s\n", m)
+	}
+	b.WriteString("\n")
+	return b.String()
+}
 
 // Person is one user entry under ou=people.
 type Person struct {

@@ -46,3 +46,36 @@ func TestPlainAndOTPBinds(t *testing.T) {
 		t.Fatalf("bind after restart: %v", err)
 	}
 }
+
+// TestMemberOfAndRestrictedReads: groups added through the running server
+// give memberOf; every entry has a native entryUUID; anonymous clients
+// may bind but read nothing, bound ones read.
+func TestMemberOfAndRestrictedReads(t *testing.T) {
+	alice := Person{UID: "alice", Password: "classmate"}
+	s := Start(t, Options{MemberOf: true, RestrictReads: true, LDIF: alice.LDIF()})
+	s.Modify(Group{CN: "2sv", Members: []string{alice.DN()}}.LDIF())
+	c, err := goldap.DialURL(s.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	search := func() ([]*goldap.Entry, error) {
+		res, err := c.Search(goldap.NewSearchRequest(Suffix, goldap.ScopeWholeSubtree, goldap.NeverDerefAliases, 0, 0, false,
+			"(uid=alice)", []string{"entryUUID", "memberOf"}, nil))
+		if err != nil {
+			return nil, err
+		}
+		return res.Entries, nil
+	}
+	if es, err := search(); len(es) != 0 || !goldap.IsErrorWithCode(err, goldap.LDAPResultInsufficientAccessRights) {
+		t.Fatalf("anonymous search: %d entries, %v", len(es), err)
+	}
+	if err := c.Bind(alice.DN(), "classmate"); err != nil {
+		t.Fatalf("bind under restricted reads: %v", err)
+	}
+	es, err := search()
+	if err != nil || len(es) != 1 || es[0].GetAttributeValue("entryUUID") == "" ||
+		!strings.EqualFold(es[0].GetAttributeValue("memberOf"), "cn=2sv,ou=groups,"+Suffix) {
+		t.Fatalf("bound search: %+v", es)
+	}
+}

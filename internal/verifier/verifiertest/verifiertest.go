@@ -38,13 +38,15 @@ func (c *Clock) Advance(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.U
 
 // Env is a verifier with everything behind it.
 type Env struct {
-	Dir      string
-	Store    *store.Store
-	Sessions *session.Store
-	Verifier *verifier.Verifier
-	Clock    *Clock // nil when the real clock is used
-	Audit    *bytes.Buffer
-	auditMu  *sync.Mutex
+	Dir string
+	// PostgresDSN is the store's PostgreSQL database, "" for SQLite.
+	PostgresDSN string
+	Store       *store.Store
+	Sessions    *session.Store
+	Verifier    *verifier.Verifier
+	Clock       *Clock // nil when the real clock is used
+	Audit       *bytes.Buffer
+	auditMu     *sync.Mutex
 }
 
 // Options tune New.
@@ -59,6 +61,10 @@ type Options struct {
 	// (the same file, opened again, as a second process would), with
 	// sessions and failure counters of its own in memory.
 	Join *Env
+	// PostgresDSN, when set, puts the store in that PostgreSQL database
+	// instead of a SQLite file in the folder (a joining Env takes its
+	// Join's).
+	PostgresDSN string
 }
 
 // New builds an Env in a temporary folder that the test removes.
@@ -67,6 +73,7 @@ func New(t testing.TB, opts Options) *Env {
 	dir := t.TempDir()
 	if opts.Join != nil {
 		dir = opts.Join.Dir
+		opts.PostgresDSN = opts.Join.PostgresDSN
 	}
 	sealer, err := seal.LoadOrCreate(filepath.Join(dir, "sealing.key"))
 	if err != nil {
@@ -76,7 +83,12 @@ func New(t testing.TB, opts Options) *Env {
 	if opts.Clock != nil {
 		now = opts.Clock.Now
 	}
-	st, err := store.Open(context.Background(), filepath.Join(dir, "stepgate.db"), sealer, store.Options{Now: now})
+	var st *store.Store
+	if opts.PostgresDSN != "" {
+		st, err = store.OpenPostgres(context.Background(), opts.PostgresDSN, "", sealer, store.Options{Now: now})
+	} else {
+		st, err = store.Open(context.Background(), filepath.Join(dir, "stepgate.db"), sealer, store.Options{Now: now})
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -101,7 +113,7 @@ func New(t testing.TB, opts Options) *Env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &Env{Dir: dir, Store: st, Sessions: sessions, Verifier: v, Clock: opts.Clock, Audit: buf, auditMu: mu}
+	return &Env{Dir: dir, PostgresDSN: opts.PostgresDSN, Store: st, Sessions: sessions, Verifier: v, Clock: opts.Clock, Audit: buf, auditMu: mu}
 }
 
 type lockedWriter struct {
