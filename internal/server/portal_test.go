@@ -258,6 +258,7 @@ func TestPortalInABrowser(t *testing.T) {
 	if got := b.text("tbody"); !strings.Contains(got, "old phone") {
 		t.Errorf("devices = %q; want the app password's IMAP sign-in named", got)
 	}
+	b.shot("devices-app-password", false)
 
 	// Every other page, for the screenshots and a look.
 	for _, pg := range []struct{ path, name string }{{"/", "overview"}, {"/authenticators", "authenticators"},
