@@ -94,6 +94,11 @@ func (s *Service) RevokeAppPassword(ctx context.Context, v *verifier.Verifier, u
 	if v == nil {
 		return a, nil
 	}
+	// This instance forgets it now; the others at their next poll of the
+	// change log, like every other account change.
+	if _, err := v.Refresh(ctx); err != nil {
+		return a, err
+	}
 	for _, p := range a.Protocols {
 		key := v.AppSessionKey(lookupName(user), a.Hash, p)
 		rec, err := s.st.SessionByKey(ctx, key[:])

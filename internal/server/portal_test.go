@@ -259,6 +259,12 @@ func TestPortalInABrowser(t *testing.T) {
 		t.Errorf("devices = %q; want the app password's IMAP sign-in named", got)
 	}
 	b.shot("devices-app-password", false)
+	// Revoked, it signs in nowhere, at once.
+	b.open("/app-passwords")
+	b.do(chromedp.Click(chromedp.CSS(`form[action="/app-passwords/revoke"] button`)), chromedp.WaitVisible(chromedp.CSS(".notice")))
+	if out, err := imapLogin(app); err == nil {
+		t.Fatalf("IMAP with a revoked app password: %s", out)
+	}
 
 	// Every other page, for the screenshots and a look.
 	for _, pg := range []struct{ path, name string }{{"/", "overview"}, {"/authenticators", "authenticators"},
@@ -363,7 +369,8 @@ func TestPortalInABrowser(t *testing.T) {
 	if strings.Join(portalDecisions, " ") != strings.Join(wantDecisions, " ") {
 		t.Errorf("portal decisions in the audit log = %v, want %v", portalDecisions, wantDecisions)
 	}
-	wantChanges := []string{"authenticator_started", "authenticator_confirmed", "recovery_codes_made", "session_revoked", "app_password_made"}
+	wantChanges := []string{"authenticator_started", "authenticator_confirmed", "recovery_codes_made", "session_revoked", "app_password_made",
+		"app_password_revoked"}
 	if strings.Join(aliceChanges, " ") != strings.Join(wantChanges, " ") {
 		t.Errorf("alice's changes in the audit log = %v, want %v", aliceChanges, wantChanges)
 	}
