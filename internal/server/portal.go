@@ -53,13 +53,21 @@ func buildPortal(d frontEndDeps) (frontEnd, error) {
 		return nil, err
 	}
 	cfg := core.Config
-	acc := account.New(core.Store, account.Options{
+	ao := account.Options{
 		TOTP:   verifier.TOTP{Digits: cfg.TwoStep.Digits, Period: cfg.TwoStep.Period.D(), Skew: cfg.TwoStep.Skew},
 		Issuer: cfg.TwoStep.Issuer,
 		Delivery: func() (*delivery.Delivery, func(), error) {
 			return core.Delivery, func() {}, nil
 		},
-	})
+	}
+	// A person known only upstream gets a row when they first sign in
+	// to set two-step up, as `user enroll` makes it.
+	if core.Directory != nil {
+		ao.Directory = core.Directory
+	} else {
+		ao.MailAccounts = c.Password == "imap"
+	}
+	acc := account.New(core.Store, ao)
 	srv, err := portal.New(portal.Options{
 		Config:   portal.Config{Listen: c.Listen, TrustedProxies: trusted, Servers: servers},
 		TLS:      d.tls,

@@ -557,6 +557,11 @@ func (v *Verifier) check(ctx context.Context, a *Attempt, acct *account, key ses
 		// checks the login) but without a row: not enrolled. The
 		// identity check after the upstream check makes sure that the
 		// upstream did not take the name for an enrolled account.
+		if a.SetUp {
+			// The portal: the person sets two-step up, and the portal
+			// makes the row (account.Service.Row).
+			return v.setUp(ctx, a, &account{user: &store.User{Name: a.User}})
+		}
 		d, r := v.notEnrolled(ctx, a, &account{user: &store.User{Name: a.User}}, key, look.entry)
 		if r == "" {
 			return d

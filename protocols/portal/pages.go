@@ -168,6 +168,10 @@ func (s *Server) signIn(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	u, err := s.o.Store.User(r.Context(), d.User)
+	if errors.Is(err, store.ErrNotFound) && d.Reason == verifier.ReasonSetUp {
+		// Known upstream only: the row is made now, bound to the entry.
+		u, err = s.o.Accounts.Row(r.Context(), d.User)
+	}
 	if err != nil {
 		s.o.Log.Error("portal: reading the account after sign-in", "user", d.User, "err", err)
 		s.renderSignIn(w, r, http.StatusServiceUnavailable, signInData{Name: name}, "Something went wrong. Try again in a minute.")
