@@ -301,7 +301,7 @@ func (b *ldapBench) measurements() []measurement {
 				return b.run(conns, 0, bindWorkers(b.sg.url(), func(w, _ int) (string, string) { return users[w].dn(), b.apps[w] }))
 			}},
 			ref: reconnect,
-			note: "an app password is checked inside admission (a slot in the budget, an HMAC per app password of the account), then its own session; a session hit skips both"},
+			note: "an app password is checked like a first sign-in: the store is asked for another instance's session, admission reads the store's lockout log, then one HMAC per app password of the account and its own session; a session hit skips all of it"},
 		{id: "first-sign-in", title: "First sign-in: password + fresh code, durable", unit: "binds/s",
 			stepgate: first, ref: otpFirst, target: 5.0,
 			note: "both sides {SSHA} (salted SHA-1); stepgate group-commits the replay guard in SQLite (WAL, synchronous=FULL), slapd+otp writes it to mdb"},
