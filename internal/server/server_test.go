@@ -83,11 +83,14 @@ func TestDemoAndRestart(t *testing.T) {
 	t.Setenv(datadir.KeyFileEnv, "")
 	dir := datadir.New(filepath.Join(t.TempDir(), "data"))
 	var out bytes.Buffer
-	core, _, stop := start(t, dir, true, &out)
+	core, addrs, stop := start(t, dir, true, &out)
 	banner := out.String()
 	pw := field(t, banner, "password:")
 	if !strings.Contains(banner, " --data-dir "+dir.Path+" check demo") {
 		t.Fatalf("banner lacks the commands to try:\n%s", banner)
+	}
+	if addrs.Portal == "" || !strings.Contains(banner, "Self-service portal: "+addrs.Portal) {
+		t.Fatalf("banner lacks the portal's URL %q:\n%s", addrs.Portal, banner)
 	}
 	u, err := core.Store.User(context.Background(), DemoUser)
 	if err != nil {

@@ -148,11 +148,18 @@ const (
 // AddUserEvents writes events in one transaction, for accounts that
 // exist only (names that are no account would let anyone fill the
 // table), and keeps the newest keep events of each account written to.
+// The history is best effort: its writes leave the store's health to
+// the writes that matter and to the probe (which logs the recovery).
 func (s *Store) AddUserEvents(ctx context.Context, events []UserEvent, keep int) error {
 	if len(events) == 0 {
 		return nil
 	}
-	return s.tx(ctx, func(tx *sql.Tx) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("writing user events: %w", err)
+	}
+	defer tx.Rollback()
+	if err := func() error {
 		ins, err := tx.PrepareContext(ctx, s.sql(`INSERT INTO user_events (user_name, at, kind, protocol, remote, result, detail)
 			SELECT ?, ?, ?, ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM users WHERE name = ?)`))
 		if err != nil {
@@ -173,7 +180,10 @@ func (s *Store) AddUserEvents(ctx context.Context, events []UserEvent, keep int)
 			}
 		}
 		return nil
-	})
+	}(); err != nil {
+		return err
+	}
+	return tx.Commit()
 }
 
 // UserEvents returns the newest limit events of user, newest first.
