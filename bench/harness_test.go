@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -14,7 +16,46 @@ import (
 	"github.com/stepgate/stepgate/internal/loadgen"
 )
 
-var outDir = flag.String("bench-out", "results", "folder for the table, the JSON and the plots")
+var (
+	outDir = flag.String("bench-out", "results", "folder for the table, the JSON and the plots")
+	// A few rows at a time, on a machine shared with other work:
+	// -bench-only 'proxy-|imap-fetch' -bench-conns 1,8,64 -bench-duration 1s.
+	only      = flag.String("bench-only", "", "run only the measurements whose id matches this regexp (ids: see measurement.id)")
+	onlyConns = flag.String("bench-conns", "", "connection counts instead of the profile's, comma-separated")
+	onlyDur   = flag.Duration("bench-duration", 0, "duration of one run instead of the profile's")
+)
+
+// want reports whether any of the measurements ids is to run.
+func want(ids ...string) bool {
+	if *only == "" {
+		return true
+	}
+	re := regexp.MustCompile(*only)
+	for _, id := range ids {
+		if re.MatchString(id) {
+			return true
+		}
+	}
+	return false
+}
+
+// narrowed is p with the command line's -bench-conns and -bench-duration.
+func narrowed(t *testing.T, p profile) profile {
+	if *onlyDur > 0 {
+		p.duration = *onlyDur
+	}
+	if *onlyConns != "" {
+		p.conns = nil
+		for _, f := range strings.Split(*onlyConns, ",") {
+			n, err := strconv.Atoi(strings.TrimSpace(f))
+			if err != nil || n < 1 {
+				t.Fatalf("-bench-conns: %q is not a connection count", f)
+			}
+			p.conns = append(p.conns, n)
+		}
+	}
+	return p
+}
 
 // profile sizes a run: "full" for the numbers in the README, "smoke" for
 // CI, which only proves the harness still works end to end.
@@ -52,6 +93,12 @@ type measurement struct {
 	// showSuccess adds the reference's success rate (slapd+otp replays).
 	showSuccess bool
 	note        string
+	// also, when set, is a second reference run in the same rounds
+	// (stepgate, ref, also, stepgate, ...): its row shares stepgate's
+	// numbers, so both ratios come from one run.
+	also *side
+	// alsoTarget is the ratio stepgate/also to meet.
+	alsoTarget float64
 }
 
 // row is the medians of one measurement at one connection count.
@@ -105,13 +152,23 @@ func medianStats(rs []loadgen.Result) stats {
 // at each connection count, reps times, and returns the medians.
 func runMeasurement(t *testing.T, p profile, m measurement) []row {
 	var rows []row
+	if !want(m.id) {
+		return nil
+	}
 	for _, conns := range p.conns {
-		var a, b []loadgen.Result
-		for rep := 0; rep < p.reps; rep++ {
-			for _, s := range []struct {
-				side side
+		var a, b, c []loadgen.Result
+		sides := []struct {
+			side *side
+			out  *[]loadgen.Result
+		}{{&m.stepgate, &a}, {&m.ref, &b}}
+		if m.also != nil {
+			sides = append(sides, struct {
+				side *side
 				out  *[]loadgen.Result
-			}{{m.stepgate, &a}, {m.ref, &b}} {
+			}{m.also, &c})
+		}
+		for rep := 0; rep < p.reps; rep++ {
+			for _, s := range sides {
 				r, err := s.side.run(t, conns, rep)
 				if err != nil {
 					t.Errorf("%s, %s at %d conns: %v", m.title, s.side.name, conns, err)
@@ -121,14 +178,21 @@ func runMeasurement(t *testing.T, p profile, m measurement) []row {
 				*s.out = append(*s.out, r)
 			}
 		}
-		r := row{Measurement: m.title, Unit: m.unit, Conns: conns, Stepgate: medianStats(a), Reference: medianStats(b),
-			RefName: m.ref.name, Target: m.target, Note: m.note, showSuccess: m.showSuccess}
-		if r.Reference.Rate > 0 {
-			r.Ratio = r.Stepgate.Rate / r.Reference.Rate
+		rows = append(rows, newRow(m, conns, a, b, m.ref.name, m.target))
+		if m.also != nil {
+			rows = append(rows, newRow(m, conns, a, c, m.also.name, m.alsoTarget))
 		}
-		rows = append(rows, r)
 	}
 	return rows
+}
+
+func newRow(m measurement, conns int, sg, ref []loadgen.Result, refName string, target float64) row {
+	r := row{Measurement: m.title, Unit: m.unit, Conns: conns, Stepgate: medianStats(sg), Reference: medianStats(ref),
+		RefName: refName, Target: target, Note: m.note, showSuccess: m.showSuccess}
+	if r.Reference.Rate > 0 {
+		r.Ratio = r.Stepgate.Rate / r.Reference.Rate
+	}
+	return r
 }
 
 // TestBench is the harness. Run it with `make bench` (full) or `make
@@ -139,45 +203,75 @@ func TestBench(t *testing.T) {
 	if !ok {
 		t.Skip("the benchmark harness runs with `make bench` or `make bench-smoke` (STEPGATE_BENCH=full|smoke)")
 	}
+	p = narrowed(t, p)
 	raiseFileLimit(t)
 	report := &report{profile: p, started: time.Now()}
 
-	ldap := newLDAPBench(t, p)
-	for _, m := range ldap.measurements() {
-		report.rows = append(report.rows, runMeasurement(t, p, m)...)
+	if want("reconnect-plain", "reconnect-otp", "first-sign-in", "concurrent-one-code", "wrong-code", "lockout",
+		"proxy-bind", "proxy-search", "first-sign-in-directory") || want(storeIDs...) {
+		ldap := newLDAPBench(t, p)
+		for _, m := range ldap.measurements() {
+			report.rows = append(report.rows, runMeasurement(t, p, m)...)
+		}
+		if want("concurrent-one-code") {
+			report.extra = append(report.extra, ldap.concurrentOneCode(t, p)...)
+		}
+		if want("wrong-code", "lockout") {
+			for _, m := range ldap.failureMeasurements(t) {
+				report.rows = append(report.rows, runMeasurement(t, p, m)...)
+			}
+		}
+		if want(storeIDs...) {
+			stores, extra := ldap.storeMeasurements(t)
+			for _, m := range stores {
+				report.rows = append(report.rows, runMeasurement(t, p, m)...)
+			}
+			report.extra = append(report.extra, extra...)
+		}
+		if want("proxy-bind", "proxy-search") {
+			if m, ok := ldap.proxyMeasurements(t); ok {
+				for _, x := range m {
+					report.rows = append(report.rows, runMeasurement(t, p, x)...)
+				}
+			}
+		}
+		if want("first-sign-in-directory") {
+			for _, m := range ldap.directoryMeasurements(t) {
+				report.rows = append(report.rows, runMeasurement(t, p, m)...)
+			}
+		}
+		ldap.close()
 	}
-	report.extra = append(report.extra, ldap.concurrentOneCode(t, p)...)
-	for _, m := range ldap.failureMeasurements(t) {
-		report.rows = append(report.rows, runMeasurement(t, p, m)...)
-	}
-	for _, m := range ldap.storeMeasurements(t) {
-		report.rows = append(report.rows, runMeasurement(t, p, m)...)
-	}
-	if m, ok := ldap.proxyMeasurements(t); ok {
-		for _, x := range m {
-			report.rows = append(report.rows, runMeasurement(t, p, x)...)
+
+	if want("imap-login", "imap-fetch", "imap-idle") {
+		im := newIMAPBench(t, p)
+		for _, m := range im.measurements() {
+			report.rows = append(report.rows, runMeasurement(t, p, m)...)
+		}
+		if want("imap-fetch") {
+			report.extra = append(report.extra, im.fetch(t, p)...)
+		}
+		if want("imap-idle") {
+			report.extra = append(report.extra, im.idle(t, p)...)
 		}
 	}
-	for _, m := range ldap.directoryMeasurements(t) {
-		report.rows = append(report.rows, runMeasurement(t, p, m)...)
-	}
-	ldap.close()
 
-	im := newIMAPBench(t, p)
-	for _, m := range im.measurements() {
-		report.rows = append(report.rows, runMeasurement(t, p, m)...)
+	if want("smtp-submit", "pop3-retr") {
+		mail := newMailBench(t, p)
+		for _, m := range mail.measurements() {
+			report.rows = append(report.rows, runMeasurement(t, p, m)...)
+		}
+		if want("pop3-retr") {
+			report.extra = append(report.extra, mail.retr(t, p)...)
+		}
 	}
-	report.extra = append(report.extra, im.fetch(t, p)...)
-	report.extra = append(report.extra, im.idle(t, p)...)
 
-	mail := newMailBench(t, p)
-	for _, m := range mail.measurements() {
-		report.rows = append(report.rows, runMeasurement(t, p, m)...)
+	if want("memory") {
+		report.extra = append(report.extra, memory(t, p)...)
 	}
-	report.extra = append(report.extra, mail.retr(t, p)...)
-
-	report.extra = append(report.extra, memory(t, p)...)
-	report.extra = append(report.extra, importRate(t, p)...)
+	if want("import") {
+		report.extra = append(report.extra, importRate(t, p)...)
+	}
 	report.skipped = append(report.skipped, skippedParts...)
 
 	dir := *outDir

@@ -115,6 +115,9 @@ func (r *report) groups() []string {
 // against connections (log scale).
 func (r *report) throughputPlot(path string) error {
 	groups := r.groups()
+	if len(groups) == 0 {
+		return nil // a run of -bench-only rows without a table
+	}
 	rowsN := (len(groups) + 1) / 2
 	plots := make([][]*plot.Plot, rowsN)
 	for i := range plots {
@@ -127,17 +130,33 @@ func (r *report) throughputPlot(path string) error {
 		p.Y.Label.Text = ""
 		p.X.Scale = plot.LogScale{}
 		p.X.Tick.Marker = plot.LogTicks{Prec: -1}
-		var sg, ref plotter.XYs
-		unit, refName := "", ""
+		// stepgate once per connection count; one line per reference
+		// (a measurement may compare with two).
+		var sg plotter.XYs
+		refs := map[string]plotter.XYs{}
+		var refNames []string
+		seen := map[int]bool{}
+		unit := ""
 		for _, x := range r.rows {
-			if x.Measurement == g {
-				sg = append(sg, plotter.XY{X: float64(x.Conns), Y: x.Stepgate.Rate})
-				ref = append(ref, plotter.XY{X: float64(x.Conns), Y: x.Reference.Rate})
-				unit, refName = x.Unit, x.RefName
+			if x.Measurement != g {
+				continue
 			}
+			if !seen[x.Conns] {
+				seen[x.Conns] = true
+				sg = append(sg, plotter.XY{X: float64(x.Conns), Y: x.Stepgate.Rate})
+			}
+			if _, ok := refs[x.RefName]; !ok {
+				refNames = append(refNames, x.RefName)
+			}
+			refs[x.RefName] = append(refs[x.RefName], plotter.XY{X: float64(x.Conns), Y: x.Reference.Rate})
+			unit = x.Unit
 		}
 		p.Y.Label.Text = unit
-		if err := plotutil.AddLinePoints(p, "stepgate", sg, refName, ref); err != nil {
+		lines := []any{"stepgate", sg}
+		for _, n := range refNames {
+			lines = append(lines, n, refs[n])
+		}
+		if err := plotutil.AddLinePoints(p, lines...); err != nil {
 			return err
 		}
 		p.Legend.Top = true

@@ -24,6 +24,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	ber "github.com/go-asn1-ber/asn1-ber"
 	goldap "github.com/go-ldap/ldap/v3"
 
 	"github.com/stepgate/stepgate/internal/certpool"
@@ -149,6 +150,92 @@ func (d *Directory) UserAttribute() string { return d.cfg.UserAttribute }
 // that answered last; errors wrap verifier.ErrUnavailable. The connection
 // is not bound.
 func (d *Directory) Dial(ctx context.Context) (*goldap.Conn, error) {
+	return d.failover(ctx, func(raw string, pu *url.URL, cfg *tls.Config, dialer *net.Dialer) (*goldap.Conn, error) {
+		c, err := goldap.DialURL(raw, goldap.DialWithDialer(dialer), goldap.DialWithTLSConfig(cfg))
+		if err == nil && d.cfg.StartTLS && pu.Scheme == "ldap" {
+			if err = c.StartTLS(cfg); err != nil {
+				c.Close()
+			}
+		}
+		return c, err
+	})
+}
+
+// DialVia is Dial with wrap put between the connection (TLS on, StartTLS
+// done) and go-ldap's client: the LDAP proxy reads the upstream's
+// messages there itself, relaying its own as they are and handing
+// go-ldap the rest.
+func (d *Directory) DialVia(ctx context.Context, wrap func(net.Conn) net.Conn) (*goldap.Conn, error) {
+	return d.failover(ctx, func(raw string, pu *url.URL, cfg *tls.Config, dialer *net.Dialer) (*goldap.Conn, error) {
+		host := pu.Host
+		if pu.Port() == "" {
+			port := "389"
+			if pu.Scheme == "ldaps" {
+				port = "636"
+			}
+			host = net.JoinHostPort(pu.Hostname(), port)
+		}
+		var nc net.Conn
+		var err error
+		isTLS := pu.Scheme == "ldaps"
+		if isTLS {
+			nc, err = tls.DialWithDialer(dialer, "tcp", host, cfg)
+		} else {
+			nc, err = dialer.DialContext(ctx, "tcp", host)
+		}
+		if err != nil {
+			return nil, goldap.NewError(goldap.ErrorNetwork, err)
+		}
+		if d.cfg.StartTLS && !isTLS {
+			if nc, err = startTLS(nc, cfg, d.cfg.Timeout); err != nil {
+				return nil, goldap.NewError(goldap.ErrorNetwork, err)
+			}
+			isTLS = true
+		}
+		c := goldap.NewConn(wrap(nc), isTLS)
+		c.Start()
+		return c, nil
+	})
+}
+
+// startTLS asks for TLS (RFC 4511 4.14) on a fresh connection and starts
+// it; nc is closed on failure.
+func startTLS(nc net.Conn, cfg *tls.Config, timeout time.Duration) (net.Conn, error) {
+	nc.SetDeadline(time.Now().Add(timeout))
+	req := ber.Encode(ber.ClassUniversal, ber.TypeConstructed, ber.TagSequence, nil, "")
+	req.AppendChild(ber.NewInteger(ber.ClassUniversal, ber.TypePrimitive, ber.TagInteger, int64(1), ""))
+	ext := ber.Encode(ber.ClassApplication, ber.TypeConstructed, goldap.ApplicationExtendedRequest, nil, "")
+	ext.AppendChild(ber.NewString(ber.ClassContext, ber.TypePrimitive, 0, "1.3.6.1.4.1.1466.20037", ""))
+	req.AppendChild(ext)
+	if _, err := nc.Write(req.Bytes()); err != nil {
+		nc.Close()
+		return nil, fmt.Errorf("StartTLS: %w", err)
+	}
+	resp, err := ber.ReadPacket(nc)
+	if err != nil {
+		nc.Close()
+		return nil, fmt.Errorf("StartTLS: %w", err)
+	}
+	if len(resp.Children) < 2 || len(resp.Children[1].Children) < 1 {
+		nc.Close()
+		return nil, errors.New("StartTLS: malformed response")
+	}
+	if code, _ := resp.Children[1].Children[0].Value.(int64); code != 0 {
+		nc.Close()
+		return nil, fmt.Errorf("StartTLS refused: result %d", code)
+	}
+	tc := tls.Client(nc, cfg)
+	if err := tc.Handshake(); err != nil {
+		nc.Close()
+		return nil, fmt.Errorf("StartTLS: %w", err)
+	}
+	tc.SetDeadline(time.Time{})
+	return tc, nil
+}
+
+// failover tries each upstream URL in turn, from the one that answered
+// last, with dial.
+func (d *Directory) failover(ctx context.Context, dial func(raw string, pu *url.URL, cfg *tls.Config, dialer *net.Dialer) (*goldap.Conn, error)) (*goldap.Conn, error) {
 	var errs []error
 	start := int(d.next.Load())
 	for i := range d.cfg.URLs {
@@ -161,12 +248,7 @@ func (d *Directory) Dial(ctx context.Context) (*goldap.Conn, error) {
 		if dl, ok := ctx.Deadline(); ok {
 			dialer.Deadline = dl
 		}
-		c, err := goldap.DialURL(raw, goldap.DialWithDialer(dialer), goldap.DialWithTLSConfig(cfg))
-		if err == nil && d.cfg.StartTLS && pu.Scheme == "ldap" {
-			if err = c.StartTLS(cfg); err != nil {
-				c.Close()
-			}
-		}
+		c, err := dial(raw, pu, cfg, dialer)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", raw, err))
 			continue

@@ -49,7 +49,7 @@ func NeedPrograms(t testing.TB, names ...string) []string {
 	}
 	if len(missing) > 0 {
 		msg := "INTEGRATION TEST SKIPPED: missing " + strings.Join(missing, ", ") +
-			" (install with .ci/run, or apt-get install slapd ldap-utils dovecot-imapd dovecot-pop3d postfix swaks msmtp isync fetchmail offlineimap3 curl apache2 nslcd libpam-ldapd pamtester postgresql)"
+			" (install with .ci/run, or apt-get install slapd ldap-utils dovecot-imapd dovecot-pop3d postfix swaks msmtp isync fetchmail offlineimap3 curl apache2 nslcd libpam-ldapd pamtester postgresql nginx libnginx-mod-mail)"
 		if Required() {
 			t.Fatal(msg + "; STEPGATE_REQUIRE_INTEGRATION=1 makes this a failure")
 		}

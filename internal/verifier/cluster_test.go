@@ -13,18 +13,50 @@ import (
 	"time"
 
 	"github.com/stepgate/stepgate/internal/session"
+	"github.com/stepgate/stepgate/internal/testenv/postgres"
 	"github.com/stepgate/stepgate/internal/verifier"
 	"github.com/stepgate/stepgate/internal/verifier/verifiertest"
 )
 
 // twoInstances returns two verifiers on one database, each with its own
 // memory, on one clock: two stepgate processes sharing a store.
-func twoInstances(t *testing.T) (a, b *verifiertest.Env) {
+// newDB makes an empty PostgreSQL database for a test and names it, or
+// returns "" for a SQLite file of the test's own.
+type newDB func(t *testing.T) string
+
+func twoInstances(t *testing.T, db newDB) (a, b *verifiertest.Env) {
 	t.Helper()
 	clock := verifiertest.NewClock(t0)
-	a = verifiertest.New(t, verifiertest.Options{Clock: clock})
+	a = verifiertest.New(t, verifiertest.Options{Clock: clock, PostgresDSN: db(t)})
 	b = verifiertest.New(t, verifiertest.Options{Clock: clock, Join: a})
 	return a, b
+}
+
+// clusterTests are the promises of several instances on one store; they
+// are the store's, so TestCluster runs each on SQLite (two processes on
+// one file) and on PostgreSQL.
+var clusterTests = []struct {
+	name string
+	f    func(t *testing.T, db newDB)
+}{
+	{"SessionMadeOnAWorksOnB", testSessionMadeOnAWorksOnB},
+	{"RevokeOnBEndsSessionOnA", testRevokeOnBEndsSessionOnA},
+	{"OneFreshStringOnBothInstances", testOneFreshStringOnBothInstances},
+	{"BudgetAcrossInstances", testBudgetAcrossInstances},
+	{"BudgetBurstAcrossInstances", testBudgetBurstAcrossInstances},
+	{"IdleExpirySlidesThroughTheStore", testIdleExpirySlidesThroughTheStore},
+}
+
+func TestCluster(t *testing.T) {
+	for _, c := range clusterTests {
+		t.Run("sqlite/"+c.name, func(t *testing.T) { c.f(t, func(*testing.T) string { return "" }) })
+	}
+	t.Run("postgres", func(t *testing.T) {
+		srv := postgres.Start(t, postgres.Options{})
+		for _, c := range clusterTests {
+			t.Run(c.name, func(t *testing.T) { c.f(t, func(t *testing.T) string { return srv.NewDatabase(t) }) })
+		}
+	})
 }
 
 func refresh(t *testing.T, e *verifiertest.Env) {
@@ -34,12 +66,12 @@ func refresh(t *testing.T, e *verifiertest.Env) {
 	}
 }
 
-// TestSessionMadeOnAWorksOnB: a device that signed in on one instance and
+// testSessionMadeOnAWorksOnB: a device that signed in on one instance and
 // reconnects to another (or to the same one after a crash, which is the
 // same thing: nothing in memory) keeps its session, with no new code,
 // once the code has rolled over and its step is used.
-func TestSessionMadeOnAWorksOnB(t *testing.T) {
-	a, b := twoInstances(t)
+func testSessionMadeOnAWorksOnB(t *testing.T, db newDB) {
+	a, b := twoInstances(t, db)
 	alice := a.AddEnrolled(t, "alice", "classmate")
 	refresh(t, b)
 	stored := "classmate" + alice.Code(t)
@@ -55,13 +87,13 @@ func TestSessionMadeOnAWorksOnB(t *testing.T) {
 	want(t, verify(c, attempt("alice", stored)), verifier.Allow, verifier.ReasonSession)
 }
 
-// TestRevokeOnBEndsSessionOnA: revoking by ID or by user on one instance
+// testRevokeOnBEndsSessionOnA: revoking by ID or by user on one instance
 // closes the session's connections on the other at its next poll of the
 // change log, and the string no longer signs in anywhere.
-func TestRevokeOnBEndsSessionOnA(t *testing.T) {
+func testRevokeOnBEndsSessionOnA(t *testing.T, db newDB) {
 	for _, by := range []string{"id", "user"} {
 		t.Run(by, func(t *testing.T) {
-			a, b := twoInstances(t)
+			a, b := twoInstances(t, db)
 			alice := a.AddEnrolled(t, "alice", "classmate")
 			refresh(t, b)
 			stored := "classmate" + alice.Code(t)
@@ -104,13 +136,13 @@ func TestRevokeOnBEndsSessionOnA(t *testing.T) {
 	}
 }
 
-// TestOneFreshStringOnBothInstances: a client that opens connections to
+// testOneFreshStringOnBothInstances: a client that opens connections to
 // both instances at once with one new string gets in on all of them,
 // with one session and its code used once (the instance that loses the
 // race for the step finds the winner's session in the store, written in
 // the same commit as the step).
-func TestOneFreshStringOnBothInstances(t *testing.T) {
-	a, b := twoInstances(t)
+func testOneFreshStringOnBothInstances(t *testing.T, db newDB) {
+	a, b := twoInstances(t, db)
 	alice := a.AddEnrolled(t, "alice", "classmate")
 	refresh(t, b)
 	stored := "classmate" + alice.Code(t)
@@ -145,11 +177,11 @@ func TestOneFreshStringOnBothInstances(t *testing.T) {
 	}
 }
 
-// TestBudgetAcrossInstances: distinct wrong guesses spread over two
+// testBudgetAcrossInstances: distinct wrong guesses spread over two
 // instances lock the account out after the budget (5 by default), on
 // both instances; a correct string on either is then refused as locked.
-func TestBudgetAcrossInstances(t *testing.T) {
-	a, b := twoInstances(t)
+func testBudgetAcrossInstances(t *testing.T, db newDB) {
+	a, b := twoInstances(t, db)
 	alice := a.AddEnrolled(t, "alice", "classmate")
 	refresh(t, b)
 	budget := session.DefaultLimits.MaxFailures
@@ -173,14 +205,14 @@ func TestBudgetAcrossInstances(t *testing.T) {
 	}
 }
 
-// TestBudgetBurstAcrossInstances: many distinct guesses at once, spread
+// testBudgetBurstAcrossInstances: many distinct guesses at once, spread
 // over two instances, evaluate at most the budget on each instance
 // (in-flight admission per instance), so at most twice the budget in
 // all: the documented slack. The lockout that follows holds on both,
 // and on a third instance that starts afterwards (after a crash, say)
 // with nothing in memory.
-func TestBudgetBurstAcrossInstances(t *testing.T) {
-	a, b := twoInstances(t)
+func testBudgetBurstAcrossInstances(t *testing.T, db newDB) {
+	a, b := twoInstances(t, db)
 	a.AddEnrolled(t, "alice", "classmate")
 	refresh(t, b)
 	budget := session.DefaultLimits.MaxFailures
@@ -216,11 +248,11 @@ func TestBudgetBurstAcrossInstances(t *testing.T) {
 	}
 }
 
-// TestIdleExpirySlidesThroughTheStore: a session used on A within its
+// testIdleExpirySlidesThroughTheStore: a session used on A within its
 // idle time stays alive for another instance once A has written its use
 // (every session.TouchEvery, in one batch), and not before.
-func TestIdleExpirySlidesThroughTheStore(t *testing.T) {
-	a, _ := twoInstances(t)
+func testIdleExpirySlidesThroughTheStore(t *testing.T, db newDB) {
+	a, _ := twoInstances(t, db)
 	alice := a.AddEnrolled(t, "alice", "classmate")
 	stored := "classmate" + alice.Code(t)
 	want(t, verify(a, attempt("alice", stored)), verifier.Allow, verifier.ReasonCode)
@@ -242,7 +274,7 @@ func TestIdleExpirySlidesThroughTheStore(t *testing.T) {
 // database files hold neither a password, nor a code, nor the string:
 // a session is its keyed hash.
 func TestStoreHoldsNoString(t *testing.T) {
-	a, _ := twoInstances(t)
+	a, _ := twoInstances(t, func(*testing.T) string { return "" })
 	alice := a.AddEnrolled(t, "alice", "Classmate-Unique-Pw")
 	code := alice.Code(t)
 	want(t, verify(a, attempt("alice", "Classmate-Unique-Pw"+code)), verifier.Allow, verifier.ReasonCode)

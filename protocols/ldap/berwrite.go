@@ -1,9 +1,5 @@
 package ldap
 
-import (
-	goldap "github.com/go-ldap/ldap/v3"
-)
-
 // Search entries are most of what a directory sends, and building them as
 // a tree of ber.Packets copies every value once per level; these write
 // the bytes directly. Requests and other responses keep using ber.
@@ -140,14 +136,4 @@ func appendEntryMessage(b []byte, id int64, dn string, attrs []entryAttr, typesO
 		}
 	}
 	return append(b, controls...)
-}
-
-// encodedControls is the [0] Controls element, or nil.
-func encodedControls(controls []goldap.Control) []byte {
-	if len(controls) == 0 {
-		return nil
-	}
-	p := envelope(0) // only for its children's encoding
-	appendControls(p, controls)
-	return p.Children[len(p.Children)-1].Bytes()
 }

@@ -54,7 +54,7 @@ type conn struct {
 	boundUser string
 	service   bool
 	// up is the upstream connection in proxy mode, bound as boundDN.
-	up *goldap.Conn
+	up *upstream
 	// unwatch stops the goroutine that closes the connection when the
 	// session behind its bind is revoked.
 	unwatch chan struct{}
@@ -202,7 +202,7 @@ func (c *conn) handle(ctx context.Context, m *message) bool {
 	case goldap.ApplicationSearchRequest:
 		q := m.req.(*searchRequest)
 		if c.relayed(m) {
-			return c.proxySearch(ctx, m.id, q, relayControls(m)) == nil
+			return c.proxySearch(ctx, m) == nil
 		}
 		return c.search(ctx, m.id, q) == nil
 	case goldap.ApplicationCompareRequest:

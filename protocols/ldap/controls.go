@@ -85,19 +85,6 @@ func (c *conn) refuseCritical(m *message, oid string) bool {
 	return c.write(encodeResult(m.id, tag, r)) == nil
 }
 
-// relayControls are the controls of a relayed search that go upstream,
-// as they came.
-func relayControls(m *message) []goldap.Control {
-	var out []goldap.Control
-	for _, ctl := range m.controls {
-		if ctl.oid == oidProxiedAuthz || ctl.oid == oidProxiedAuthzV1 {
-			continue
-		}
-		out = append(out, &goldap.ControlString{ControlType: ctl.oid, Criticality: ctl.critical, ControlValue: string(ctl.value)})
-	}
-	return out
-}
-
 // passwordPolicyResponse is the password-policy response control:
 // PasswordPolicyResponseValue ::= SEQUENCE { warning [0] OPTIONAL,
 // error [1] ENUMERATED OPTIONAL }. stepgate has no password expiry and no

@@ -2,12 +2,18 @@ package ldap
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"strings"
+	"sync/atomic"
 	"time"
 
+	ber "github.com/go-asn1-ber/asn1-ber"
 	goldap "github.com/go-ldap/ldap/v3"
 
 	updir "github.com/stepgate/stepgate/internal/directory"
@@ -18,7 +24,14 @@ import (
 // go-ldap's client on one upstream connection per client connection. The
 // directory package finds the entry a bind name stands for and dials.
 type proxy struct {
-	dir         *updir.Directory
+	dir *updir.Directory
+	// pwKey keys the hash of the password an upstream connection was
+	// last bound with (see upstreamBind.CheckPassword).
+	pwKey [32]byte
+	// rebindSkip is how long an upstream bind on a connection stands in
+	// for the next one as the same DN with the same password (see
+	// upstreamBind.CheckPassword); tests shorten it.
+	rebindSkip  atomic.Int64 // nanoseconds
 	passthrough []*goldap.DN
 	userAttr    string
 	timeout     time.Duration
@@ -35,6 +48,8 @@ func newProxy(u *Upstream, baseDN string, dir *updir.Directory, log *slog.Logger
 		}
 	}
 	p := &proxy{dir: dir, userAttr: dir.UserAttribute(), timeout: u.Timeout, log: log}
+	p.rebindSkip.Store(int64(rebindSkip))
+	rand.Read(p.pwKey[:])
 	for _, s := range u.PassthroughDNs {
 		dn, err := goldap.ParseDN(s)
 		if err != nil {
@@ -47,7 +62,28 @@ func newProxy(u *Upstream, baseDN string, dir *updir.Directory, log *slog.Logger
 
 // dial connects to the first upstream that answers; errors wrap
 // verifier.ErrUnavailable.
-func (p *proxy) dial(ctx context.Context) (*goldap.Conn, error) { return p.dir.Dial(ctx) }
+func (p *proxy) dial(ctx context.Context) (*upstream, error) {
+	var mux *muxConn
+	c, err := p.dir.DialVia(ctx, func(nc net.Conn) net.Conn {
+		mux = newMuxConn(nc, p.timeout, p.log)
+		return mux
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &upstream{Conn: c, mux: mux}, nil
+}
+
+// pwHash is the keyed hash of a DN and the password it bound with.
+func (p *proxy) pwHash(dn, password string) [32]byte {
+	h := hmac.New(sha256.New, p.pwKey[:])
+	h.Write([]byte(dn))
+	h.Write([]byte{0})
+	h.Write([]byte(password))
+	var out [32]byte
+	h.Sum(out[:0])
+	return out
+}
 
 // probe checks that an upstream directory answers, and that the lookup
 // account can bind (for /readyz).
@@ -104,7 +140,7 @@ func (c *conn) dropUpstream() {
 // they are; everyone else signs in through the verifier, whose password
 // check is the upstream bind on this connection's own upstream
 // connection, made only once the code is known to be right.
-func (c *conn) proxyBind(ctx context.Context, b *bindRequest, prev **goldap.Conn) result {
+func (c *conn) proxyBind(ctx context.Context, b *bindRequest, prev **upstream) result {
 	p := c.s.proxy
 	if dn, err := goldap.ParseDN(b.name); err == nil && len(dn.RDNs) > 0 && p.isPassthrough(dn) {
 		chk := &upstreamBind{c: c, dn: b.name, reuse: *prev}
@@ -157,12 +193,16 @@ func (c *conn) proxyBind(ctx context.Context, b *bindRequest, prev **goldap.Conn
 type upstreamBind struct {
 	c  *conn
 	dn string
-	up *goldap.Conn
+	up *upstream
 	// reuse is the client's previous upstream connection: a client that
 	// binds again and again on one connection (the legacy reconnect)
 	// costs one upstream bind each time, not a new upstream connection.
-	reuse *goldap.Conn
+	reuse *upstream
 }
+
+// rebindSkip is how long an upstream bind on a connection stands in for
+// the next one as the same DN with the same password: see CheckPassword.
+const rebindSkip = 30 * time.Second
 
 // CheckPassword binds upstream as the user's DN with password.
 func (u *upstreamBind) CheckPassword(ctx context.Context, _ string, password string) error {
@@ -177,9 +217,24 @@ func (u *upstreamBind) CheckPassword(ctx context.Context, _ string, password str
 		up.Close()
 		up = nil
 	}
+	p := u.c.s.proxy
+	pw := p.pwHash(u.dn, password)
+	if up != nil && up.boundDN == u.dn && hmac.Equal(up.boundPW[:], pw[:]) && time.Since(up.boundAt) < time.Duration(p.rebindSkip.Load()) {
+		// This connection is bound upstream as this DN with this very
+		// password, and was so less than rebindSkip ago: binding again
+		// would ask the directory what it has just said. The directory
+		// is still asked when the password or DN differ, on every new
+		// connection, and at least every rebindSkip here, so a password
+		// changed upstream is noticed within rebindSkip on a connection
+		// that keeps re-binding (a client that does not re-bind keeps
+		// its upstream bind for as long as it stays, in any case).
+		u.up = up
+		return nil
+	}
 	if up != nil {
 		err := up.Bind(u.dn, password)
 		if err == nil {
+			up.boundDN, up.boundPW, up.boundAt = u.dn, pw, time.Now()
 			u.up = up
 			return nil
 		}
@@ -189,7 +244,7 @@ func (u *upstreamBind) CheckPassword(ctx context.Context, _ string, password str
 		}
 		// The old connection died: try a fresh one.
 	}
-	up, err := u.c.s.proxy.dial(ctx)
+	up, err := p.dial(ctx)
 	if err != nil {
 		u.c.s.log.Warn("upstream directory unavailable", "err", err)
 		return err
@@ -202,6 +257,7 @@ func (u *upstreamBind) CheckPassword(ctx context.Context, _ string, password str
 		}
 		return verifier.ErrBadPassword
 	}
+	up.boundDN, up.boundPW, up.boundAt = u.dn, pw, time.Now()
 	u.up = up
 	return nil
 }
@@ -255,43 +311,58 @@ func (u *upstreamBind) dropReuse() {
 	}
 }
 
-// proxySearch runs a search upstream and streams the results back.
-func (c *conn) proxySearch(ctx context.Context, id int64, q *searchRequest, controls []goldap.Control) error {
-	done := func(r result, ctls ...goldap.Control) error {
-		return c.write(encodeResult(id, goldap.ApplicationSearchResultDone, r, ctls...))
-	}
+// proxySearch relays a search upstream and streams the answer back as
+// the directory sent it: entries, references and the final result with
+// every control, only the message ID changed to the client's. The
+// request goes with its own controls, but for proxied authorization.
+func (c *conn) proxySearch(ctx context.Context, m *message) error {
 	if c.up == nil {
-		return done(result{code: resultInsufficientAccess, diagnostic: "anonymous search is not allowed: bind first"})
+		return c.write(encodeResult(m.id, goldap.ApplicationSearchResultDone,
+			result{code: resultInsufficientAccess, diagnostic: "anonymous search is not allowed: bind first"}))
 	}
-	filter := q.filterString
-	if filter == "" {
-		return done(result{code: resultProtocolError, diagnostic: "filter not understood"})
-	}
-	req := goldap.NewSearchRequest(q.base, int(q.scope), int(q.deref), int(q.sizeLimit), int(q.timeLimit), q.typesOnly,
-		filter, q.attributes, controls)
-	resp := c.up.SearchAsync(ctx, req, 64)
-	var last []goldap.Control
-	for resp.Next() {
-		switch {
-		case resp.Entry() != nil:
-			if err := c.queue(encodeUpstreamEntry(id, resp.Entry(), resp.Controls())); err != nil {
-				return err
+	var controls *ber.Packet
+	if len(m.pkt.Children) > 2 {
+		controls = ber.Encode(ber.ClassContext, ber.TypeConstructed, 0, nil, "Controls")
+		for i, ctl := range m.controls {
+			if ctl.oid != oidProxiedAuthz && ctl.oid != oidProxiedAuthzV1 {
+				controls.AppendChild(m.pkt.Children[2].Children[i])
 			}
-		case resp.Referral() != "":
-			if err := c.queue(encodeReference(id, resp.Referral())); err != nil {
-				return err
-			}
-		default:
-			last = resp.Controls() // the done message's controls
+		}
+		if len(controls.Children) == 0 {
+			controls = nil
 		}
 	}
-	if err := resp.Err(); err != nil {
-		if networkFailure(err) {
-			c.dropUpstream()
+	err := c.up.mux.search(ctx, m.pkt.Children[1], controls, func(rest []byte, last bool) error {
+		c.wmu.Lock()
+		defer c.wmu.Unlock()
+		c.pending = appendMessage(c.pending, m.id, rest)
+		if last || len(c.pending) >= 64<<10 {
+			return c.flushLocked()
 		}
-		return done(upstreamError(err), last...)
+		if c.flushTimer == nil {
+			// A slow upstream's entries still stream.
+			c.flushTimer = time.AfterFunc(10*time.Millisecond, func() {
+				c.wmu.Lock()
+				defer c.wmu.Unlock()
+				c.flushTimer = nil
+				if len(c.pending) > 0 {
+					c.flushLocked()
+				}
+			})
+		}
+		return nil
+	})
+	if err == nil {
+		return nil
 	}
-	return done(result{code: resultSuccess}, last...)
+	c.dropUpstream()
+	if errors.Is(err, errMalformed) || errors.Is(err, errTooLarge) || ctx.Err() != nil {
+		// The stream to the client cannot be finished in good order.
+		return err
+	}
+	c.s.log.Warn("upstream directory unavailable", "err", err)
+	return c.write(encodeResult(m.id, goldap.ApplicationSearchResultDone,
+		result{code: resultUnavailable, diagnostic: "the directory is unavailable, try again later"}))
 }
 
 // proxyCompare runs a compare upstream.

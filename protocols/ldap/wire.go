@@ -34,9 +34,12 @@ var errTooLarge = errors.New("LDAP message over the size limit")
 
 // message is one decoded request.
 type message struct {
-	id       int64
-	op       ber.Tag // application tag of the protocol op
-	req      any     // *bindRequest, *searchRequest, ...
+	id  int64
+	op  ber.Tag // application tag of the protocol op
+	req any     // *bindRequest, *searchRequest, ...
+	// pkt is the message as it came: a relayed search goes upstream
+	// from it, as the client encoded it.
+	pkt      *ber.Packet
 	controls []control
 }
 
@@ -189,7 +192,7 @@ func decode(p *ber.Packet) (*message, error) {
 	if op.ClassType != ber.ClassApplication {
 		return nil, fmt.Errorf("%w: protocol op is not an application tag", errMalformed)
 	}
-	m := &message{id: id, op: op.Tag}
+	m := &message{id: id, op: op.Tag, pkt: p}
 	if len(p.Children) > 2 {
 		c := p.Children[2]
 		if c.ClassType != ber.ClassContext || c.Tag != 0 {
@@ -396,27 +399,6 @@ func appendControls(p *ber.Packet, controls []goldap.Control) {
 		cp.AppendChild(c.Encode())
 	}
 	p.AppendChild(cp)
-}
-
-// encodeReference is a SearchResultReference.
-func encodeReference(id int64, uris ...string) []byte {
-	p := envelope(id)
-	op := ber.Encode(ber.ClassApplication, ber.TypeConstructed, goldap.ApplicationSearchResultReference, nil, "Search Result Reference")
-	for _, u := range uris {
-		op.AppendChild(ber.NewString(ber.ClassUniversal, ber.TypePrimitive, ber.TagOctetString, u, "URI"))
-	}
-	p.AppendChild(op)
-	return p.Bytes()
-}
-
-// encodeUpstreamEntry is a SearchResultEntry relayed from the upstream
-// directory, values as bytes so that binary attributes pass unchanged.
-func encodeUpstreamEntry(id int64, e *goldap.Entry, controls []goldap.Control) []byte {
-	attrs := make([]entryAttr, len(e.Attributes))
-	for i, a := range e.Attributes {
-		attrs[i] = entryAttr{name: a.Name, bytes: a.ByteValues}
-	}
-	return appendEntryMessage(nil, id, e.DN, attrs, false, encodedControls(controls))
 }
 
 // encodeExtended is an ExtendedResponse with an optional name and value.

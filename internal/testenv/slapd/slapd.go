@@ -49,6 +49,12 @@ type Options struct {
 	// PasswordModules loads pw-sha2 and argon2, so that slapd checks
 	// {SSHA256}, {SSHA512} and {ARGON2} passwords too.
 	PasswordModules bool
+	// Proxy makes this slapd OpenLDAP's own proxy (back-ldap) in front
+	// of the directory at that URL instead of holding entries: binds and
+	// searches are passed on as they are, each client on its own
+	// upstream connection, as a plain back-ldap set-up runs. LDIF and
+	// the overlays are ignored.
+	Proxy string
 }
 
 // Server is a running (or stopped) slapd.
@@ -84,6 +90,9 @@ func Start(t testing.TB, o Options) *Server {
 		fmt.Fprintf(&conf, "include /etc/ldap/schema/%s.schema\n", schema)
 	}
 	fmt.Fprintf(&conf, "modulepath /usr/lib/ldap\nmoduleload back_mdb\n")
+	if o.Proxy != "" {
+		conf.WriteString("moduleload back_ldap\n")
+	}
 	if o.OTP {
 		conf.WriteString("moduleload otp\n")
 	}
@@ -97,6 +106,9 @@ func Start(t testing.TB, o Options) *Server {
 	if o.CertFile != "" {
 		s.tlsPort = testenv.FreePort(t)
 		fmt.Fprintf(&conf, "TLSCertificateFile %s\nTLSCertificateKeyFile %s\n", o.CertFile, o.KeyFile)
+	}
+	if o.Proxy != "" {
+		return s.startProxy(t, o, &conf)
 	}
 	fmt.Fprintf(&conf, "sizelimit unlimited\n\ndatabase mdb\nmaxsize 1073741824\nsuffix %q\nrootdn %q\nrootpw %s\ndirectory %s/db\nindex objectClass,uid eq\n",
 		Suffix, RootDN, RootPW, dir)
@@ -130,6 +142,29 @@ func Start(t testing.TB, o Options) *Server {
 		base += OTPParamsLDIF()
 	}
 	s.slapadd(base + o.LDIF)
+	s.run(t, o)
+	return s
+}
+
+// startProxy finishes conf as a back-ldap database in front of o.Proxy
+// and starts it.
+func (s *Server) startProxy(t testing.TB, o Options, conf *strings.Builder) *Server {
+	t.Helper()
+	// No idassert, no rebind: each client's bind is passed on, on an
+	// upstream connection of its own that its searches then use.
+	fmt.Fprintf(conf, "sizelimit unlimited\n\ndatabase ldap\nsuffix %q\nuri %q\naccess to *\n  by * read\n", Suffix, o.Proxy)
+	s.conf = filepath.Join(s.dir, "slapd.conf")
+	if err := os.WriteFile(s.conf, []byte(conf.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s.run(t, o)
+	return s
+}
+
+// run starts slapd on the written configuration and stops it at the
+// end of the test.
+func (s *Server) run(t testing.TB, o Options) {
+	t.Helper()
 	urls := s.URL() + "/"
 	if s.tlsPort != 0 {
 		urls += " " + s.LDAPSURL() + "/"
@@ -146,7 +181,6 @@ func Start(t testing.TB, o Options) *Server {
 	}}
 	s.Start()
 	t.Cleanup(s.Stop)
-	return s
 }
 
 func (s *Server) slapadd(ldif string) {

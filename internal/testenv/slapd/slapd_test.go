@@ -79,3 +79,27 @@ func TestMemberOfAndRestrictedReads(t *testing.T) {
 		t.Fatalf("bound search: %+v", es)
 	}
 }
+
+// TestProxy: a back-ldap slapd passes a user's bind and search on to the
+// directory behind it, and a wrong password fails there.
+func TestProxy(t *testing.T) {
+	alice := Person{UID: "alice", Password: "classmate"}
+	real := Start(t, Options{Quiet: true, LDIF: alice.LDIF()})
+	px := Start(t, Options{Proxy: real.URL()})
+	c, err := goldap.DialURL(px.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Bind(alice.DN(), "wrong"); !goldap.IsErrorWithCode(err, goldap.LDAPResultInvalidCredentials) {
+		t.Fatalf("wrong password through back-ldap: %v", err)
+	}
+	if err := c.Bind(alice.DN(), "classmate"); err != nil {
+		t.Fatalf("bind through back-ldap: %v\n%s", err, px.Log())
+	}
+	res, err := c.Search(goldap.NewSearchRequest("ou=people,"+Suffix, goldap.ScopeSingleLevel, goldap.NeverDerefAliases, 0, 0, false,
+		"(uid=alice)", []string{"cn"}, nil))
+	if err != nil || len(res.Entries) != 1 || res.Entries[0].GetAttributeValue("cn") != "alice" {
+		t.Fatalf("search through back-ldap: %+v, %v\n%s", res, err, px.Log())
+	}
+}
