@@ -321,7 +321,7 @@ func (b *ldapBench) measurements() []measurement {
 			stepgate: side{name: "stepgate (app password)", run: func(t *testing.T, conns, rep int) (loadgen.Result, error) {
 				return b.run(conns, 0, bindWorkers(b.sg.url(), func(w, _ int) (string, string) { return users[w].dn(), b.apps[w] }))
 			}},
-			ref: reconnect,
+			ref:  reconnect,
 			note: "an app password is checked like a first sign-in: the store is asked for another instance's session, admission reads the store's lockout log, then one HMAC per app password of the account and its own session; a session hit skips all of it"},
 		{id: "first-sign-in", title: "First sign-in: password + fresh code, durable", unit: "binds/s",
 			stepgate: first, ref: otpFirst, target: 5.0,
