@@ -135,6 +135,7 @@ func newStepgate(t *testing.T, dsn string, join *verifiertest.Env, limits *sessi
 		Clock:       clock,
 		Configure: func(c *verifier.Config) {
 			c.Audit = slog.New(slog.NewTextHandler(io.Discard, nil))
+			c.AppPasswordKey = benchAppKey
 			if limits == nil {
 				// The load generator is one address signing in many
 				// accounts at once, as an application in front is:
@@ -211,9 +212,14 @@ type ldapBench struct {
 	// plain and otp are slapd without and with the otp overlay, durable.
 	plain, otp *slapd.Server
 	otpNext    atomic.Int64 // next slapd+otp account with an unused code
-	// stored are the session strings of sg's first 64 accounts.
-	stored []string
+	// stored are the session strings of sg's first 64 accounts, apps
+	// their LDAP app passwords.
+	stored, apps []string
 }
+
+// benchAppKey keys the bench's app passwords (serve derives it from the
+// sealing key).
+var benchAppKey = []byte("stepgate bench app password key!")
 
 func newLDAPBench(t *testing.T, p profile) *ldapBench {
 	t.Helper()
@@ -232,6 +238,14 @@ func newLDAPBench(t *testing.T, p profile) *ldapBench {
 			t.Fatalf("setting up sessions: %s", d.Reason)
 		}
 		b.stored = append(b.stored, s)
+		app := fmt.Sprintf("benchapp%08d", i)
+		if _, err := b.sg.env.Store.AddAppPassword(context.Background(), u.name, "bench", verifier.AppPasswordHash(benchAppKey, u.name, app), []string{"ldap"}); err != nil {
+			t.Fatal(err)
+		}
+		b.apps = append(b.apps, app)
+	}
+	if _, err := b.sg.env.Verifier.Refresh(context.Background()); err != nil {
+		t.Fatal(err)
 	}
 	return b
 }
@@ -303,6 +317,12 @@ func (b *ldapBench) measurements() []measurement {
 				}
 				return b.run(conns, 0, bindWorkers(b.otp.URL(), func(w, _ int) (string, string) { return users[start+w].dn(), secrets[w] }))
 			}}},
+		{id: "app-password", title: "App passwords: binds with an app password, next to session hits", unit: "binds/s",
+			stepgate: side{name: "stepgate (app password)", run: func(t *testing.T, conns, rep int) (loadgen.Result, error) {
+				return b.run(conns, 0, bindWorkers(b.sg.url(), func(w, _ int) (string, string) { return users[w].dn(), b.apps[w] }))
+			}},
+			ref:  reconnect,
+			note: "an app password is checked like a first sign-in: the store is asked for another instance's session, admission reads the store's lockout log, then one HMAC per app password of the account and its own session; a session hit skips all of it"},
 		{id: "first-sign-in", title: "First sign-in: password + fresh code, durable", unit: "binds/s",
 			stepgate: first, ref: otpFirst, target: 5.0,
 			note: "both sides {SSHA} (salted SHA-1); stepgate group-commits the replay guard in SQLite (WAL, synchronous=FULL), slapd+otp writes it to mdb"},

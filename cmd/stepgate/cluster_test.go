@@ -54,7 +54,7 @@ type instance struct {
 func startInstance(t *testing.T, dir, upstream string) *instance {
 	t.Helper()
 	in := &instance{dir: dir, ldap: fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t)), exited: make(chan struct{})}
-	args := []string{"--data-dir", dir, "serve", "--admin-listen", "127.0.0.1:0", "--ldap-listen", in.ldap, "--imap-listen", "off"}
+	args := []string{"--data-dir", dir, "serve", "--admin-listen", "127.0.0.1:0", "--portal-listen", "127.0.0.1:0", "--ldap-listen", in.ldap, "--imap-listen", "off"}
 	if upstream != "" {
 		in.imap = fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
 		args = append(args[:len(args)-2], "--imap-listen", in.imap, "--imap-upstream", upstream)

@@ -65,7 +65,7 @@ func startLimits(t *testing.T, dir, yaml string, imapDemo bool) *limitsServer {
 	s := &limitsServer{ldap: fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t)), logs: &testenv.Buffer{}}
 	audit := "audit:\n  file: " + filepath.Join(t.TempDir(), "audit.log") + "\n"
 	args := []string{"--data-dir", dir, "--config", filepath.Join(t.TempDir(), "stepgate.yaml"), "serve",
-		"--ldap-listen", s.ldap, "--admin-listen", "off"}
+		"--ldap-listen", s.ldap, "--admin-listen", "off", "--portal-listen", "off"}
 	if imapDemo {
 		s.imap = fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
 		args = append(args, "--imap-listen", s.imap, "--imap-upstream", "demo")

@@ -259,7 +259,7 @@ func serve(t *testing.T, dir string, args ...string) (adminAddr string, stop fun
 // serveWithOutput is serve, and also returns what serve printed so far.
 func serveWithOutput(t *testing.T, dir string, args ...string) (adminAddr string, stop func() result, stdout func() string) {
 	t.Helper()
-	cmd := exec.Command(binary, append([]string{"--data-dir", dir, "serve", "--admin-listen", "127.0.0.1:0"}, args...)...)
+	cmd := exec.Command(binary, append([]string{"--data-dir", dir, "serve", "--admin-listen", "127.0.0.1:0", "--portal-listen", "127.0.0.1:0"}, args...)...)
 	cmd.Env = append(os.Environ(), "STEPGATE_SEALING_KEY_FILE=", "STEPGATE_CONFIG=")
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
@@ -343,7 +343,7 @@ func TestServeAdminAndControl(t *testing.T) {
 	}
 
 	// A second server on the same data folder is refused.
-	if r := run(t, dir, "", "serve", "--admin-listen", "off", "--ldap-listen", "off", "--imap-listen", "off"); r.code != 1 ||
+	if r := run(t, dir, "", "serve", "--admin-listen", "off", "--portal-listen", "off", "--ldap-listen", "off", "--imap-listen", "off"); r.code != 1 ||
 		!strings.Contains(r.stderr, "another stepgate serve is running") {
 		t.Fatalf("second serve: %+v", r)
 	}

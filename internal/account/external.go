@@ -78,3 +78,15 @@ func (s *Service) upstreamAccount(ctx context.Context, name string) (string, err
 	}
 	return u.Name, nil
 }
+
+// Row returns the account called name, making the row of a person known
+// only upstream (the directory of ldap.upstream, or a mail server that
+// checks logins) as enrolling would: the portal, after such a person
+// signed in to set two-step up.
+func (s *Service) Row(ctx context.Context, name string) (*store.User, error) {
+	n, err := s.upstreamAccount(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	return s.st.User(ctx, n)
+}

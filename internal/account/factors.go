@@ -190,3 +190,13 @@ func (s *Service) RecoveryCodes(ctx context.Context, user string) ([]string, err
 	})
 	return codes, err
 }
+
+// RecoveryCodesLeft is how many unused recovery codes user has.
+func (s *Service) RecoveryCodesLeft(ctx context.Context, user string) (int, error) {
+	var n int
+	err := s.withDelivery(func(d *delivery.Delivery) (err error) {
+		n, err = d.Recovery.Left(ctx, user)
+		return err
+	})
+	return n, err
+}

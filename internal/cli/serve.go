@@ -14,6 +14,7 @@ func (a *app) serveCommand() *cobra.Command {
 	var demo bool
 	var ldapListen, ldapsListen, imapListen, imapsListen, imapUpstream, adminListen string
 	var pop3Listen, pop3sListen, pop3Upstream, subListen, subsListen, subUpstream string
+	var portalListen string
 	c := &cobra.Command{
 		Use:   "serve [--config FILE] [flags]",
 		Short: "Run the LDAP, IMAP, POP3 and SMTP submission front ends, the admin endpoint and the control socket",
@@ -41,6 +42,7 @@ below override it.`,
 			set("pop3s-listen", &cfg.POP3.POP3SListen, pop3sListen)
 			set("submission-listen", &cfg.Submission.Listen, subListen)
 			set("submissions-listen", &cfg.Submission.SubmissionsListen, subsListen)
+			set("portal-listen", &cfg.Portal.Listen, portalListen)
 			for _, u := range []struct {
 				flag string
 				dst  **config.MailUpstream
@@ -77,6 +79,7 @@ below override it.`,
 	f.StringVar(&subsListen, "submissions-listen", "", "SMTP submission over implicit TLS (needs tls in the config)")
 	f.StringVar(&subUpstream, "submission-upstream", "", "mail server HOST:PORT behind the submission front end, or demo")
 	f.StringVar(&adminListen, "admin-listen", "", "admin HTTP address for /healthz and /metrics (default 127.0.0.1:9386; off disables)")
+	f.StringVar(&portalListen, "portal-listen", "", "self-service portal address (default 127.0.0.1:9387; off disables)")
 	f.BoolVar(&demo, "demo", false, "create (or reset) a demo user and print how to sign in")
 	return c
 }

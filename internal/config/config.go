@@ -37,7 +37,9 @@ type Config struct {
 	// POP3 and Submission are the other mail front ends (mail.go).
 	POP3       POP3       `yaml:"pop3"`
 	Submission Submission `yaml:"submission"`
-	Limits     Limits     `yaml:"limits"`
+	// Portal is the self-service web pages (portal.go).
+	Portal Portal `yaml:"portal"`
+	Limits Limits `yaml:"limits"`
 	// Delivery sends sign-in codes and security alerts by e-mail and text
 	// message, and sets the policy for delivery methods.
 	Delivery delivery.Config `yaml:"delivery"`
@@ -282,6 +284,7 @@ func Default() *Config {
 			LoginFormat: "%Ln"},
 		POP3:       defaultPOP3(),
 		Submission: defaultSubmission(),
+		Portal:     defaultPortal(),
 		Limits:     Limits{MaxConnsPerAddress: 64, HashMemory: 256 << 20, HashWait: Duration(2 * time.Second)},
 		Delivery:   delivery.DefaultConfig(),
 	}
@@ -549,6 +552,7 @@ func (c *Config) Validate() error {
 		loginFormat: c.Submission.LoginFormat, trusted: c.Submission.TrustedNetworks, up: c.Submission.Upstream,
 		plainPort: 587, implicitPort: 465},
 		bad, addr, tlsAddr, positive, oneOf, prefixes, fileExists)
+	c.validatePortal(bad, addr, oneOf, prefixes)
 	if c.Limits.MaxConnsPerAddress < 1 {
 		bad("limits.max_conns_per_address", "must be at least 1")
 	}

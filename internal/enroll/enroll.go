@@ -162,3 +162,12 @@ func uriFor(user, secret, issuer string, p verifier.TOTP) string {
 	v.Set("period", strconv.Itoa(int(p.Period/time.Second)))
 	return (&url.URL{Scheme: "otpauth", Host: "totp", Path: "/" + issuer + ":" + user, RawQuery: v.Encode()}).String()
 }
+
+// WritePNGTo writes the QR code as a PNG image of size pixels square.
+func (e *Enrollment) WritePNGTo(w io.Writer, size int) error {
+	img, err := e.key.Image(size, size)
+	if err != nil {
+		return fmt.Errorf("QR image: %w", err)
+	}
+	return png.Encode(w, img)
+}

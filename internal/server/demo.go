@@ -114,6 +114,10 @@ func demo(ctx context.Context, core *Core, out io.Writer, addrs Addrs, fes front
 	fmt.Fprintf(out, "  printf '%%s' '%s%sCODE' | %s check %s\n\n", pw, sep, checkCommand(dataDir), DemoUser)
 	fmt.Fprintf(out, "The same string keeps working for %s after the code rolls over (a session).\n\n",
 		strings.TrimSuffix(cfg.Sessions.Idle.D().String(), "0s"))
+	if addrs.Portal != "" {
+		fmt.Fprintf(out, "Self-service portal: %s  (sign in as %s with the password and a code: devices,\n"+
+			"recovery codes, app passwords; add a user with `user add` to try the first set-up)\n\n", addrs.Portal, DemoUser)
+	}
 	return nil
 }
 

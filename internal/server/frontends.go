@@ -42,6 +42,11 @@ type frontEndDeps struct {
 	tls *tls.Config
 	// perAddr counts an address's connections across the front ends.
 	perAddr *listener.AddrLimits
+	// built and addrs are the front ends built so far and where they
+	// listen: the portal, built last, checks passwords with them and
+	// names them in its how-to.
+	built *frontEnds
+	addrs *Addrs
 }
 
 // frontEndBuilders build every front end stepgate has, in start order,
@@ -52,6 +57,7 @@ var frontEndBuilders = []func(frontEndDeps) (frontEnd, error){
 	buildIMAP,
 	buildPOP3,
 	buildSubmission,
+	buildPortal,
 }
 
 // frontEnds are the front ends of one run, listening.
@@ -68,8 +74,8 @@ func startFrontEnds(core *Core, addrs *Addrs) (frontEnds, error) {
 	if err != nil {
 		return nil, err
 	}
-	deps := frontEndDeps{core: core, tls: tlsCfg, perAddr: perAddr}
 	var fes frontEnds
+	deps := frontEndDeps{core: core, tls: tlsCfg, perAddr: perAddr, built: &fes, addrs: addrs}
 	fail := func(err error) (frontEnds, error) {
 		fes.Close()
 		return nil, err

@@ -15,12 +15,14 @@ import (
 	"sync"
 	"time"
 
+	"github.com/stepgate/stepgate/internal/account"
 	"github.com/stepgate/stepgate/internal/admin"
 	"github.com/stepgate/stepgate/internal/audit"
 	"github.com/stepgate/stepgate/internal/config"
 	"github.com/stepgate/stepgate/internal/datadir"
 	"github.com/stepgate/stepgate/internal/delivery"
 	"github.com/stepgate/stepgate/internal/directory"
+	"github.com/stepgate/stepgate/internal/history"
 	"github.com/stepgate/stepgate/internal/metrics"
 	"github.com/stepgate/stepgate/internal/session"
 	"github.com/stepgate/stepgate/internal/store"
@@ -50,6 +52,8 @@ type Options struct {
 type Addrs struct {
 	Admin, LDAP, LDAPS, IMAP, IMAPS      string
 	POP3, POP3S, Submission, Submissions string
+	// Portal is the self-service portal's URL ("" when off).
+	Portal string
 }
 
 // Core is what the front ends share.
@@ -64,6 +68,8 @@ type Core struct {
 	Log       *slog.Logger
 	Audit     *slog.Logger
 	Delivery  *delivery.Delivery
+	// History is each person's security history (the portal's events).
+	History *history.Recorder
 }
 
 // NewCore opens the data folder and builds the verifier as the config
@@ -103,6 +109,10 @@ func NewCore(ctx context.Context, cfg *config.Config, dir datadir.Dir, log *slog
 		return nil, nil, err
 	}
 	m := metrics.New(sessions.Live)
+	// The security history is written off the answer's path; closed
+	// before the store, after the verifier's last decision.
+	hist := history.New(st, log)
+	closers = append(closers, hist)
 	apps, err := config.Prefixes(cfg.Lockout.Applications)
 	if err != nil {
 		closers.Close()
@@ -111,8 +121,8 @@ func NewCore(ctx context.Context, cfg *config.Config, dir datadir.Dir, log *slog
 	vc := verifier.Config{
 		Store: st, Sessions: sessions, Rule: cfg.Rule(),
 		TOTP:   verifier.TOTP{Digits: cfg.TwoStep.Digits, Period: cfg.TwoStep.Period.D(), Skew: cfg.TwoStep.Skew},
-		Policy: verifier.Policy(cfg.TwoStep.Policy), Audit: auditLog, Observer: m,
-		Hashes: hashLimiter(cfg.Limits, log), Applications: apps,
+		Policy: verifier.Policy(cfg.TwoStep.Policy), Audit: auditLog, Observer: history.Observers{m, hist},
+		Hashes: hashLimiter(cfg.Limits, log), Applications: apps, AppPasswordKey: account.AppPasswordKey(st),
 	}
 	if err := twoStepRules(cfg, &vc); err != nil {
 		closers.Close()
@@ -145,7 +155,8 @@ func NewCore(ctx context.Context, cfg *config.Config, dir datadir.Dir, log *slog
 		closers.Close()
 		return nil, nil, err
 	}
-	return &Core{Config: cfg, Store: st, Sessions: sessions, Verifier: v, Metrics: m, Directory: upstreamDir, Log: log, Audit: auditLog, Delivery: d}, closers, nil
+	return &Core{Config: cfg, Store: st, Sessions: sessions, Verifier: v, Metrics: m, Directory: upstreamDir, Log: log, Audit: auditLog, Delivery: d,
+		History: hist}, closers, nil
 }
 
 // openAudit returns the audit logger: JSON events to standard error or

@@ -29,7 +29,7 @@ func start(t *testing.T, dir datadir.Dir, demo bool, out io.Writer) (*Core, Addr
 func startWith(t *testing.T, dir datadir.Dir, demo bool, out io.Writer, mod func(*config.Config)) (*Core, Addrs, func()) {
 	t.Helper()
 	cfg := config.Default()
-	cfg.Admin.Listen = "127.0.0.1:0"
+	cfg.Admin.Listen, cfg.Portal.Listen = "127.0.0.1:0", "127.0.0.1:0"
 	cfg.LDAP.Listen, cfg.IMAP.Listen = "off", "off"
 	cfg.Audit.File = filepath.Join(t.TempDir(), "audit.log")
 	if mod != nil {
@@ -83,11 +83,14 @@ func TestDemoAndRestart(t *testing.T) {
 	t.Setenv(datadir.KeyFileEnv, "")
 	dir := datadir.New(filepath.Join(t.TempDir(), "data"))
 	var out bytes.Buffer
-	core, _, stop := start(t, dir, true, &out)
+	core, addrs, stop := start(t, dir, true, &out)
 	banner := out.String()
 	pw := field(t, banner, "password:")
 	if !strings.Contains(banner, " --data-dir "+dir.Path+" check demo") {
 		t.Fatalf("banner lacks the commands to try:\n%s", banner)
+	}
+	if addrs.Portal == "" || !strings.Contains(banner, "Self-service portal: "+addrs.Portal) {
+		t.Fatalf("banner lacks the portal's URL %q:\n%s", addrs.Portal, banner)
 	}
 	u, err := core.Store.User(context.Background(), DemoUser)
 	if err != nil {

@@ -221,5 +221,8 @@ func (s *Store) Account(ctx context.Context, name string) (*User, []Authenticato
 	if u == nil {
 		return nil, nil, fmt.Errorf("user %s: %w", name, ErrNotFound)
 	}
+	if u.AppPasswords, err = s.AppPasswords(ctx, u.ID); err != nil {
+		return nil, nil, fmt.Errorf("user %s: %w", name, err)
+	}
 	return u, auths, nil
 }

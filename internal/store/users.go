@@ -52,6 +52,9 @@ type User struct {
 	ExternalID string
 	Created    time.Time
 	Updated    time.Time
+	// AppPasswords are filled by Account only: what a sign-in decision
+	// needs of them.
+	AppPasswords []AppPassword
 }
 
 // Source is who checks an account's password.

@@ -15,6 +15,7 @@ type account struct {
 	user  *store.User
 	mu    sync.Mutex // guards lastStep
 	auths []authenticator
+	apps  []appPassword
 }
 
 type authenticator struct {
@@ -86,7 +87,7 @@ func (c *accounts) load(ctx context.Context, name string) (*account, error) {
 	if err != nil {
 		return nil, err
 	}
-	a := &account{user: u}
+	a := &account{user: u, apps: appPasswords(u.AppPasswords)}
 	for _, x := range as {
 		a.auths = append(a.auths, authenticator{id: x.ID, secret: x.Secret, lastStep: x.LastStep})
 	}

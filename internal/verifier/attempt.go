@@ -33,6 +33,11 @@ type Attempt struct {
 	// only) sign in through this front end: the LDAP directory, where
 	// applications bind, and nowhere else.
 	ServiceAccounts bool
+	// SetUp is a person signing in to set two-step up (the portal): an
+	// account without two-step signs in with its password alone, and the
+	// sign-in opens no session, since that string proves nothing on any
+	// other protocol. App passwords never sign in here.
+	SetUp bool
 }
 
 // Result is allow or deny.
@@ -56,6 +61,8 @@ const (
 	// ReasonExemptNetwork: allowed with the password alone, not enrolled,
 	// from one of two_step.exempt_networks.
 	ReasonExemptNetwork Reason = "exempt_network"
+	ReasonAppPassword   Reason = "app_password"   // allowed: an app password on one of its protocols
+	ReasonSetUp         Reason = "password_setup" // allowed: the portal, an account without two-step, no session
 
 	ReasonEmpty       Reason = "empty_password"
 	ReasonLocked      Reason = "locked_out"
@@ -71,14 +78,17 @@ const (
 	ReasonNoLocalPassword Reason = "no_local_password"
 	ReasonNotEnrolled     Reason = "not_enrolled"
 	ReasonServiceOnly     Reason = "service_account_protocol"
-	ReasonBadPassword     Reason = "bad_password"
-	ReasonBadCode         Reason = "bad_code"
-	ReasonNoCode          Reason = "no_code"
-	ReasonReplayed        Reason = "replayed_code"
-	ReasonCodeSent        Reason = "code_sent"
-	ReasonUnavailable     Reason = "unavailable"
-	ReasonBusy            Reason = "busy" // every password hashing slot taken past the wait
-	ReasonError           Reason = "internal_error"
+	// ReasonAppPasswordProtocol: an app password on a protocol its owner
+	// did not tick.
+	ReasonAppPasswordProtocol Reason = "app_password_protocol"
+	ReasonBadPassword         Reason = "bad_password"
+	ReasonBadCode             Reason = "bad_code"
+	ReasonNoCode              Reason = "no_code"
+	ReasonReplayed            Reason = "replayed_code"
+	ReasonCodeSent            Reason = "code_sent"
+	ReasonUnavailable         Reason = "unavailable"
+	ReasonBusy                Reason = "busy" // every password hashing slot taken past the wait
+	ReasonError               Reason = "internal_error"
 
 	// Refusals by a front end before any decision (Verifier.Refuse).
 	ReasonPlainText Reason = "plaintext_refused"    // a password in clear from afar

@@ -89,6 +89,9 @@ type Config struct {
 	// since their address's budget would be spent by some users' typos
 	// and then refuse everyone else.
 	Applications Networks
+	// AppPasswordKey keys the hashes of app passwords (AppPasswordHash);
+	// without it app passwords sign in nowhere.
+	AppPasswordKey []byte
 	// Directory, when set, is asked for the groups of an account that
 	// has not enrolled when its attempt brought no directory of its own
 	// (an IMAP login in front of a mail server that uses the directory).
@@ -122,6 +125,7 @@ type Verifier struct {
 	pacer    pacer
 	hashes   *password.Limiter
 	apps     Networks
+	appKey   []byte
 
 	directory     Directory
 	requireGroups map[string]struct{}
@@ -170,7 +174,7 @@ func New(cfg Config) (*Verifier, error) {
 		st: cfg.Store, sessions: cfg.Sessions, rule: cfg.Rule, totp: cfg.TOTP, policy: cfg.Policy,
 		codes: cfg.Codes, sender: cfg.Sender, audit: cfg.Audit, observer: cfg.Observer, lockouts: cfg.Lockouts, now: cfg.Now,
 		accounts: newAccounts(cfg.Store), decoy: decoy, hashes: cfg.Hashes,
-		apps: cfg.Applications, directory: cfg.Directory, exempt: cfg.ExemptNetworks,
+		apps: cfg.Applications, appKey: cfg.AppPasswordKey, directory: cfg.Directory, exempt: cfg.ExemptNetworks,
 		requireGroups: map[string]struct{}{},
 	}
 	for _, g := range cfg.RequireGroups {
@@ -533,6 +537,13 @@ func (v *Verifier) check(ctx context.Context, a *Attempt, acct *account, key ses
 	// decoy and fail with the same answer; the pacer makes them take as
 	// long as a password check would.
 	forced := Reason("")
+	if acct != nil && !acct.user.Disabled && !acct.user.Service {
+		// An app password is the whole string: it is checked before the
+		// split, against the account's keyed hashes.
+		if d, ok := v.appPassword(ctx, a, acct); ok {
+			return d
+		}
+	}
 	switch {
 	case errors.Is(look.err, errNameTaken):
 		forced = ReasonIdentity
@@ -546,6 +557,11 @@ func (v *Verifier) check(ctx context.Context, a *Attempt, acct *account, key ses
 		// checks the login) but without a row: not enrolled. The
 		// identity check after the upstream check makes sure that the
 		// upstream did not take the name for an enrolled account.
+		if a.SetUp {
+			// The portal: the person sets two-step up, and the portal
+			// makes the row (account.Service.Row).
+			return v.setUp(ctx, a, &account{user: &store.User{Name: a.User}})
+		}
 		d, r := v.notEnrolled(ctx, a, &account{user: &store.User{Name: a.User}}, key, look.entry)
 		if r == "" {
 			return d
@@ -568,6 +584,12 @@ func (v *Verifier) check(ctx context.Context, a *Attempt, acct *account, key ses
 		// an account whose second factor is a phone or an e-mail address
 		// that codes are sent to goes on to the code check, and an active
 		// account must never fall back to its password alone.
+		if a.SetUp {
+			// The portal, where the person sets two-step up: whatever the
+			// policy, the password alone lets them in to do it, with no
+			// session that could sign in elsewhere.
+			return v.setUp(ctx, a, acct)
+		}
 		d, r := v.notEnrolled(ctx, a, acct, key, look.entry)
 		if r == "" {
 			return d
@@ -766,6 +788,18 @@ func (v *Verifier) passwordOnly(ctx context.Context, a *Attempt, acct *account, 
 		return Decision{Result: Allow, Reason: r, User: acct.user.Name}
 	}
 	return v.open(ctx, a, acct.user, key, len(a.Secret), true, r)
+}
+
+// setUp lets a person whose account has no two-step yet in with the
+// password alone, to set it up, and opens no session.
+func (v *Verifier) setUp(ctx context.Context, a *Attempt, acct *account) Decision {
+	if r := v.checkPassword(ctx, a, acct, a.Secret); r != "" {
+		return deny(r)
+	}
+	if r := v.checkIdentity(ctx, a, acct.user.Name); r != "" {
+		return deny(r)
+	}
+	return Decision{Result: Allow, Reason: ReasonSetUp, User: acct.user.Name}
 }
 
 func (v *Verifier) newSession(a *Attempt, u *store.User, key session.Key, pwLen int, whole bool) session.NewSession {

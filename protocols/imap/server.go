@@ -125,3 +125,9 @@ func (s *Server) Serve(ctx context.Context) error {
 	}
 	return s.set.Serve(ctx, "upstream", s.up.Addr)
 }
+
+// PasswordChecker checks a person's password with an IMAP login to the
+// mail server, for a sign-in made elsewhere (the portal).
+func (s *Server) PasswordChecker(login string, client net.Addr) verifier.PasswordChecker {
+	return s.relay.PasswordChecker(login, client)
+}
