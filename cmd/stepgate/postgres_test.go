@@ -45,32 +45,14 @@ func startPair(t *testing.T) *pgPair {
 	t.Helper()
 	testenv.NeedProgram(t, "ldapwhoami")
 	pg := postgres.Start(t, postgres.Options{})
-	dsn := pg.NewDatabase(t)
-	db := dsn[strings.LastIndex(dsn, "/")+1 : strings.Index(dsn, "?")]
 	tmp := t.TempDir()
-	pwFile := filepath.Join(tmp, "pgpass")
-	if err := os.WriteFile(pwFile, []byte(pg.Password()+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	p := &pgPair{pg: pg, config: filepath.Join(tmp, "stepgate.yaml"),
-		dirA: filepath.Join(tmp, "a"), dirB: filepath.Join(tmp, "b")}
+	p := &pgPair{pg: pg, dirA: filepath.Join(tmp, "a"), dirB: filepath.Join(tmp, "b")}
 	// hash_wait: 17 argon2id checks at once on two shared cores (and
 	// the race detector) may queue past the default 2s, and "busy" is
 	// not what these tests are about.
-	yaml := fmt.Sprintf("store:\n  driver: postgres\n  dsn: %q\n  password_file: %s\nlockout:\n  max_failures: 100\nlimits:\n  hash_wait: 60s\n",
-		pg.DSN(db, false), pwFile)
-	if err := os.WriteFile(p.config, []byte(yaml), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	p.config = pgConfig(t, pg, "lockout:\n  max_failures: 100\nlimits:\n  hash_wait: 60s\n")
 	p.secret, p.now = enrollConfirmedEarlyWith(t, p.dirA, p.config, "alice", pgPassword)
-	key, err := os.ReadFile(filepath.Join(p.dirA, "sealing.key"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	os.MkdirAll(p.dirB, 0o700)
-	if err := os.WriteFile(filepath.Join(p.dirB, "sealing.key"), key, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	copySealingKey(t, p.dirA, p.dirB)
 	p.ldapA = fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
 	p.ldapB = fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
 	p.imapB = fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
@@ -80,11 +62,34 @@ func startPair(t *testing.T) *pgPair {
 	return p
 }
 
+// pgConfig writes a configuration file in a new folder whose store is a
+// new database on pg, with more YAML after it, and returns its path. The
+// DSN has no password: it comes from store.password_file.
+func pgConfig(t *testing.T, pg *postgres.Server, more string) string {
+	t.Helper()
+	dsn := pg.NewDatabase(t)
+	db := dsn[strings.LastIndex(dsn, "/")+1 : strings.Index(dsn, "?")]
+	tmp := t.TempDir()
+	pwFile := filepath.Join(tmp, "pgpass")
+	if err := os.WriteFile(pwFile, []byte(pg.Password()+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	config := filepath.Join(tmp, "stepgate.yaml")
+	yaml := fmt.Sprintf("store:\n  driver: postgres\n  dsn: %q\n  password_file: %s\n", pg.DSN(db, false), pwFile) + more
+	if err := os.WriteFile(config, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return config
+}
+
 // enrollConfirmedEarlyWith is enrollConfirmedEarly with a configuration
-// file (the store it names).
+// file (the store it names), or none when config is "".
 func enrollConfirmedEarlyWith(t *testing.T, dir, config, name, pw string) (string, time.Time) {
 	t.Helper()
-	c := []string{"--config", config}
+	var c []string
+	if config != "" {
+		c = []string{"--config", config}
+	}
 	must(t, run(t, dir, pw+"\n", append(c, "user", "add", name, "--password-stdin")...))
 	r := must(t, run(t, dir, "", append(c, "user", "enroll", name, "--json")...))
 	_, rest, _ := strings.Cut(r.stdout, `"secret":"`)
