@@ -60,7 +60,7 @@ func fromRecord(r *store.SessionRecord) (*Session, error) {
 		return nil, errors.New("session: malformed stored session")
 	}
 	sess := &Session{ID: r.ID, User: r.User, Hash: string(r.Key), Protocol: r.Protocol, Remote: r.Remote,
-		Created: r.Created, Expires: r.Expires, Epoch: r.Epoch, Whole: r.Whole, revoked: make(chan struct{})}
+		Created: r.Created, Expires: r.Expires, Epoch: r.Epoch, Whole: r.Whole}
 	sess.lastUsed.Store(r.LastUsed.UnixNano())
 	sess.flushed.Store(r.LastUsed.UnixNano())
 	return sess, nil
@@ -111,7 +111,6 @@ func (s *Store) Prepare(n NewSession) (*Session, error) {
 	sess := &Session{
 		ID: hex.EncodeToString(id[:]), User: n.User, Hash: string(n.Key[:]), Protocol: n.Protocol, Remote: n.Remote,
 		Created: now, Expires: now.Add(s.absolute), Epoch: n.Epoch, PasswordLen: n.PasswordLen, Whole: n.Whole,
-		revoked: make(chan struct{}),
 	}
 	sess.lastUsed.Store(now.UnixNano())
 	sess.flushed.Store(now.UnixNano())
@@ -125,10 +124,12 @@ func (s *Store) Add(sess *Session) *Session { return s.add(sess) }
 
 func (s *Store) add(sess *Session) *Session {
 	now := s.now()
+	s.sessMu.Lock()
+	defer s.sessMu.Unlock()
 	txn := s.db.Txn(true)
 	defer txn.Abort()
 	var replaced *Session
-	if raw, err := txn.First(tableSessions, "hash", sess.Hash); err == nil && raw != nil {
+	if raw, err := txn.First(tableSessions, "id", sess.Hash); err == nil && raw != nil {
 		old := raw.(*Session)
 		if old.ID == sess.ID || (old.User == sess.User && !s.expired(old, now) && old.Epoch == sess.Epoch) {
 			old.lastUsed.Store(max(old.lastUsed.Load(), sess.lastUsed.Load()))
@@ -144,7 +145,9 @@ func (s *Store) add(sess *Session) *Session {
 		return sess
 	}
 	txn.Commit()
+	s.link(sess)
 	if replaced != nil {
+		s.unlink(replaced)
 		replaced.revoke()
 	} else {
 		s.live.Add(1)

@@ -246,7 +246,7 @@ func BenchmarkLookupHit(b *testing.B) {
 }
 
 // BenchmarkSessionMemory reports heap bytes per live session with 100,000
-// sessions (target: under 2 KiB).
+// sessions (target: 1 KiB, TestHeapPerSession).
 func BenchmarkSessionMemory(b *testing.B) {
 	const n = 100_000
 	for i := 0; i < b.N; i++ {

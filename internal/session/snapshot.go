@@ -83,9 +83,17 @@ func (s *Store) Restore(r io.Reader) (int, error) {
 		return 0, fmt.Errorf("session snapshot: version %d, this stepgate reads %d", snap.Version, snapshotVersion)
 	}
 	now := s.now()
+	s.sessMu.Lock()
 	txn := s.db.Txn(true)
-	defer txn.Abort()
-	n := 0
+	unlocked := false
+	// Aborting after a commit does nothing; the unlock is once either way.
+	defer func() {
+		txn.Abort()
+		if !unlocked {
+			s.sessMu.Unlock()
+		}
+	}()
+	var restored []*Session
 	for _, x := range snap.Sessions {
 		if len(x.Hash) != len(Key{}) || x.ID == "" || x.User == "" {
 			return 0, fmt.Errorf("session snapshot: malformed session")
@@ -94,18 +102,18 @@ func (s *Store) Restore(r io.Reader) (int, error) {
 			x.User = c // written before names were kept in their canonical form
 		}
 		sess := &Session{ID: x.ID, User: x.User, Hash: string(x.Hash), Protocol: x.Protocol, Remote: x.Remote,
-			Created: x.Created, Expires: x.Expires, Epoch: x.Epoch, PasswordLen: x.PasswordLen, revoked: make(chan struct{})}
+			Created: x.Created, Expires: x.Expires, Epoch: x.Epoch, PasswordLen: x.PasswordLen}
 		sess.lastUsed.Store(x.LastUsed.UnixNano())
 		if s.expired(sess, now) {
 			continue
 		}
-		if raw, _ := txn.First(tableSessions, "hash", sess.Hash); raw != nil {
+		if raw, _ := txn.First(tableSessions, "id", sess.Hash); raw != nil {
 			continue
 		}
 		if err := txn.Insert(tableSessions, sess); err != nil {
 			return 0, fmt.Errorf("session snapshot: %w", err)
 		}
-		n++
+		restored = append(restored, sess)
 	}
 	for i := range snap.Failures {
 		c := snap.Failures[i]
@@ -132,10 +140,16 @@ func (s *Store) Restore(r io.Reader) (int, error) {
 		}
 	}
 	txn.Commit()
+	for _, sess := range restored {
+		s.link(sess)
+	}
+	s.sessMu.Unlock()
+	unlocked = true
+	n := len(restored)
 	s.live.Add(int64(n))
 	if s.durable != nil {
-		for _, x := range snap.Sessions {
-			if sess, ok := s.Get(x.ID); ok && !s.expired(sess, now) {
+		for _, sess := range restored {
+			if !s.expired(sess, now) {
 				ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
 				err := s.durable.SaveSession(ctx, sess.Record())
 				cancel()
