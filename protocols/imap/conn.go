@@ -5,7 +5,6 @@ import (
 	"encoding/base64"
 	"errors"
 	"strings"
-	"time"
 
 	"github.com/emersion/go-sasl"
 
@@ -14,8 +13,6 @@ import (
 )
 
 const genericFailure = "Authentication failed: use your password followed by the current code"
-
-func deadline(d time.Duration) time.Time { return time.Now().Add(d) }
 
 // protocol is IMAP's part in the relay: the pre-login dialogue here, the
 // upstream login in upstream.go.

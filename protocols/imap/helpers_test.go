@@ -10,4 +10,4 @@ import (
 func b64(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }
 
 // serve runs one connection of s.
-func serve(s *Server) func(context.Context, listener.Conn) { return s.relay.Serve }
+func serve(s *Server) func(context.Context, listener.Conn) { return s.Relay().Serve }

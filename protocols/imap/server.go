@@ -49,15 +49,10 @@ type Options struct {
 	PerAddress *listener.AddrLimits
 }
 
-// Server is the IMAP front end.
+// Server is the IMAP front end: its own dialogue on the relay's life
+// cycle and sockets.
 type Server struct {
-	cfg     Config
-	tls     *tls.Config
-	up      *relay.Dialer
-	relay   *relay.Relay
-	log     *slog.Logger
-	set     *listener.Set
-	perAddr *listener.AddrLimits
+	*relay.Server
 }
 
 // New checks the options and builds a server; Listen opens its sockets.
@@ -72,62 +67,23 @@ func New(o Options) (*Server, error) {
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{cfg: o.Config, tls: o.TLS, up: up, log: o.Log.With("service", "imap"), perAddr: o.PerAddress}
-	s.relay = relay.New(relay.Config{Protocol: "imap", PreLoginTimeout: o.Config.PreLoginTimeout,
+	log := o.Log.With("service", "imap")
+	r := relay.New(relay.Config{Protocol: "imap", PreLoginTimeout: o.Config.PreLoginTimeout,
 		AllowPlainRemote: o.Config.AllowPlainRemote, LoginFormat: o.Config.LoginFormat, TLS: o.TLS,
-		TrustedNetworks: o.Config.TrustedNetworks}, protocol{}, o.Verifier, up, s.log)
-	return s, nil
+		TrustedNetworks: o.Config.TrustedNetworks}, protocol{}, o.Verifier, up, log)
+	return &Server{relay.NewServer(relay.Sockets{
+		Name: "imap", Plain: o.Config.Listen, PlainKey: "imap.listen",
+		Implicit: o.Config.IMAPSListen, ImplicitKey: "imap.imaps_listen", TLS: o.TLS,
+		MaxConns: o.Config.MaxConns, PerAddress: o.PerAddress,
+		Busy: "* BYE [UNAVAILABLE] Too many connections, try again later",
+	}, r, func(ctx context.Context) error { return probe(ctx, up) })}, nil
 }
-
-// Listen opens the plain (STARTTLS-capable) and, when configured, the
-// imaps listeners.
-func (s *Server) Listen() error {
-	set, err := listener.Listen(listener.Config{
-		Name: "imap", Plain: s.cfg.Listen, PlainKey: "imap.listen",
-		Implicit: s.cfg.IMAPSListen, ImplicitKey: "imap.imaps_listen", TLS: s.tls,
-		MaxConns: s.cfg.MaxConns, PerAddress: s.perAddr, Log: s.log,
-		Refuse: func(nc net.Conn) {
-			nc.SetWriteDeadline(deadline(s.cfg.PreLoginTimeout))
-			nc.Write([]byte("* BYE [UNAVAILABLE] Too many connections, try again later\r\n"))
-		},
-		Handle: s.relay.Serve,
-	})
-	if err != nil {
-		return err
-	}
-	s.set = set
-	return nil
-}
-
-// Addr is the plain listener's address, or "".
-func (s *Server) Addr() string { return s.set.Addr(false) }
 
 // IMAPSAddr is the imaps listener's address, or "".
-func (s *Server) IMAPSAddr() string { return s.set.Addr(true) }
-
-// Close closes the listeners of a server that will not Serve.
-func (s *Server) Close() error { return s.set.Close() }
-
-// Probe checks that the mail server answers (for /readyz).
-func (s *Server) Probe(ctx context.Context) error { return probe(ctx, s.up) }
-
-// Conns is the number of open client connections.
-func (s *Server) Conns() int { return s.set.Conns() }
-
-// Serve accepts connections until ctx ends, then closes the listeners and
-// every connection (spliced ones too: their handlers close the upstream
-// side) and returns once they are done.
-func (s *Server) Serve(ctx context.Context) error {
-	if s.set == nil {
-		if err := s.Listen(); err != nil {
-			return err
-		}
-	}
-	return s.set.Serve(ctx, "upstream", s.up.Addr)
-}
+func (s *Server) IMAPSAddr() string { return s.ImplicitAddr() }
 
 // PasswordChecker checks a person's password with an IMAP login to the
 // mail server, for a sign-in made elsewhere (the portal).
 func (s *Server) PasswordChecker(login string, client net.Addr) verifier.PasswordChecker {
-	return s.relay.PasswordChecker(login, client)
+	return s.Relay().PasswordChecker(login, client)
 }

@@ -56,7 +56,7 @@ func newRigFor(t testing.TB, dc *dovecot.Server, up Upstream, tlsCfg *tls.Config
 	return r
 }
 
-func serve(s *Server) func(context.Context, listener.Conn) { return s.relay.Serve }
+func serve(s *Server) func(context.Context, listener.Conn) { return s.Relay().Serve }
 
 func TestCurlListsAndRetrieves(t *testing.T) {
 	r := newRig(t, map[string]string{"alice": "classmate", "bob": "bobsecret"})

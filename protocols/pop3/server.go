@@ -6,11 +6,9 @@
 package pop3
 
 import (
-	"context"
 	"crypto/tls"
 	"errors"
 	"log/slog"
-	"net"
 	"net/netip"
 	"time"
 
@@ -50,15 +48,10 @@ type Options struct {
 	PerAddress *listener.AddrLimits
 }
 
-// Server is the POP3 front end.
+// Server is the POP3 front end: its own dialogue on the relay's life
+// cycle and sockets.
 type Server struct {
-	cfg     Config
-	tls     *tls.Config
-	up      *relay.Dialer
-	relay   *relay.Relay
-	log     *slog.Logger
-	set     *listener.Set
-	perAddr *listener.AddrLimits
+	*relay.Server
 }
 
 // New checks the options and builds a server; Listen opens its sockets.
@@ -73,57 +66,17 @@ func New(o Options) (*Server, error) {
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{cfg: o.Config, tls: o.TLS, up: up, log: o.Log.With("service", "pop3"), perAddr: o.PerAddress}
-	s.relay = relay.New(relay.Config{Protocol: "pop3", PreLoginTimeout: o.Config.PreLoginTimeout,
+	log := o.Log.With("service", "pop3")
+	r := relay.New(relay.Config{Protocol: "pop3", PreLoginTimeout: o.Config.PreLoginTimeout,
 		AllowPlainRemote: o.Config.AllowPlainRemote, LoginFormat: o.Config.LoginFormat, TLS: o.TLS,
-		TrustedNetworks: o.Config.TrustedNetworks}, protocol{}, o.Verifier, up, s.log)
-	return s, nil
+		TrustedNetworks: o.Config.TrustedNetworks}, protocol{}, o.Verifier, up, log)
+	return &Server{relay.NewServer(relay.Sockets{
+		Name: "pop3", Plain: o.Config.Listen, PlainKey: "pop3.listen",
+		Implicit: o.Config.POP3SListen, ImplicitKey: "pop3.pop3s_listen", TLS: o.TLS,
+		MaxConns: o.Config.MaxConns, PerAddress: o.PerAddress,
+		Busy: "-ERR [SYS/TEMP] Too many connections, try again later",
+	}, r, nil)}, nil
 }
-
-// Listen opens the plain (STLS-capable) and, when configured, the pop3s
-// listeners.
-func (s *Server) Listen() error {
-	set, err := listener.Listen(listener.Config{
-		Name: "pop3", Plain: s.cfg.Listen, PlainKey: "pop3.listen",
-		Implicit: s.cfg.POP3SListen, ImplicitKey: "pop3.pop3s_listen", TLS: s.tls,
-		MaxConns: s.cfg.MaxConns, PerAddress: s.perAddr, Log: s.log,
-		Refuse: func(nc net.Conn) {
-			nc.SetWriteDeadline(time.Now().Add(s.cfg.PreLoginTimeout))
-			nc.Write([]byte("-ERR [SYS/TEMP] Too many connections, try again later\r\n"))
-		},
-		Handle: s.relay.Serve,
-	})
-	if err != nil {
-		return err
-	}
-	s.set = set
-	return nil
-}
-
-// Addr is the plain listener's address, or "".
-func (s *Server) Addr() string { return s.set.Addr(false) }
 
 // POP3SAddr is the pop3s listener's address, or "".
-func (s *Server) POP3SAddr() string { return s.set.Addr(true) }
-
-// Close closes the listeners of a server that will not Serve.
-func (s *Server) Close() error { return s.set.Close() }
-
-// Probe checks that the mail server answers (for /readyz).
-func (s *Server) Probe(ctx context.Context) error {
-	return s.up.Check(ctx, protocol{})
-}
-
-// Conns is the number of open client connections.
-func (s *Server) Conns() int { return s.set.Conns() }
-
-// Serve accepts connections until ctx ends, then closes the listeners and
-// every connection, and returns once they are done.
-func (s *Server) Serve(ctx context.Context) error {
-	if s.set == nil {
-		if err := s.Listen(); err != nil {
-			return err
-		}
-	}
-	return s.set.Serve(ctx, "upstream", s.up.Addr)
-}
+func (s *Server) POP3SAddr() string { return s.ImplicitAddr() }

@@ -12,7 +12,6 @@ import (
 	"crypto/tls"
 	"errors"
 	"log/slog"
-	"net"
 	"net/netip"
 	"time"
 
@@ -53,16 +52,12 @@ type Options struct {
 	PerAddress *listener.AddrLimits
 }
 
-// Server is the SMTP submission front end.
+// Server is the SMTP submission front end: its own dialogue on the
+// relay's life cycle and sockets, and what the mail server's EHLO offers.
 type Server struct {
-	proto   *protocol
-	cfg     Config
-	tls     *tls.Config
-	up      *relay.Dialer
-	relay   *relay.Relay
-	log     *slog.Logger
-	set     *listener.Set
-	perAddr *listener.AddrLimits
+	*relay.Server
+	proto *protocol
+	log   *slog.Logger
 }
 
 // New checks the options and builds a server; Listen opens its sockets.
@@ -77,61 +72,43 @@ func New(o Options) (*Server, error) {
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{cfg: o.Config, tls: o.TLS, up: up, log: o.Log.With("service", "submission"), perAddr: o.PerAddress}
-	s.proto = &protocol{log: s.log, up: up}
-	s.relay = relay.New(relay.Config{Protocol: "smtp", PreLoginTimeout: o.Config.PreLoginTimeout,
+	log := o.Log.With("service", "submission")
+	proto := &protocol{log: log, up: up}
+	r := relay.New(relay.Config{Protocol: "smtp", PreLoginTimeout: o.Config.PreLoginTimeout,
 		AllowPlainRemote: o.Config.AllowPlainRemote, LoginFormat: o.Config.LoginFormat, TLS: o.TLS,
-		TrustedNetworks: o.Config.TrustedNetworks}, s.proto, o.Verifier, up, s.log)
-	return s, nil
+		TrustedNetworks: o.Config.TrustedNetworks}, proto, o.Verifier, up, log)
+	// The default probe (a connection to the point of AUTH) reads the
+	// mail server's EHLO again each time.
+	return &Server{Server: relay.NewServer(relay.Sockets{
+		Name: "submission", Plain: o.Config.Listen, PlainKey: "submission.listen",
+		Implicit: o.Config.SubmissionsListen, ImplicitKey: "submission.submissions_listen", TLS: o.TLS,
+		MaxConns: o.Config.MaxConns, PerAddress: o.PerAddress,
+		Busy: "421 4.7.0 Too many connections, try again later",
+	}, r, nil), proto: proto, log: log}, nil
 }
 
 // Listen opens the plain (STARTTLS-capable) and, when configured, the
 // submissions listeners, and learns what the mail server offers from
 // its EHLO (the EHLO clients see promises no more).
 func (s *Server) Listen() error {
-	set, err := listener.Listen(listener.Config{
-		Name: "submission", Plain: s.cfg.Listen, PlainKey: "submission.listen",
-		Implicit: s.cfg.SubmissionsListen, ImplicitKey: "submission.submissions_listen", TLS: s.tls,
-		MaxConns: s.cfg.MaxConns, PerAddress: s.perAddr, Log: s.log,
-		Refuse: func(nc net.Conn) {
-			nc.SetWriteDeadline(time.Now().Add(s.cfg.PreLoginTimeout))
-			nc.Write([]byte("421 4.7.0 Too many connections, try again later\r\n"))
-		},
-		Handle: s.relay.Serve,
-	})
-	if err != nil {
+	if err := s.Server.Listen(); err != nil {
 		return err
 	}
-	s.set = set
-	if err := s.up.Check(context.Background(), s.proto); err != nil {
-		s.log.Warn("the mail server's EHLO could not be read; extensions are offered once it answers", "upstream", s.up.Addr, "err", err)
+	if err := s.Probe(context.Background()); err != nil {
+		s.log.Warn("the mail server's EHLO could not be read; extensions are offered once it answers", "upstream", s.Upstream(), "err", err)
 	}
 	return nil
 }
 
-// Addr is the plain listener's address, or "".
-func (s *Server) Addr() string { return s.set.Addr(false) }
-
-// SubmissionsAddr is the submissions listener's address, or "".
-func (s *Server) SubmissionsAddr() string { return s.set.Addr(true) }
-
-// Close closes the listeners of a server that will not Serve.
-func (s *Server) Close() error { return s.set.Close() }
-
-// Probe checks that the mail server answers (for /readyz), and reads its
-// EHLO again.
-func (s *Server) Probe(ctx context.Context) error { return s.up.Check(ctx, s.proto) }
-
-// Conns is the number of open client connections.
-func (s *Server) Conns() int { return s.set.Conns() }
-
-// Serve accepts connections until ctx ends, then closes the listeners and
-// every connection, and returns once they are done.
+// Serve is relay.Server's, after this Listen when it has not run.
 func (s *Server) Serve(ctx context.Context) error {
-	if s.set == nil {
+	if !s.Listening() {
 		if err := s.Listen(); err != nil {
 			return err
 		}
 	}
-	return s.set.Serve(ctx, "upstream", s.up.Addr)
+	return s.Server.Serve(ctx)
 }
+
+// SubmissionsAddr is the submissions listener's address, or "".
+func (s *Server) SubmissionsAddr() string { return s.ImplicitAddr() }

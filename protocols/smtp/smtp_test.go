@@ -64,7 +64,7 @@ func newRigFor(t testing.TB, pf *postfix.Server, up Upstream, tlsCfg *tls.Config
 	return r
 }
 
-func serve(s *Server) func(context.Context, listener.Conn) { return s.relay.Serve }
+func serve(s *Server) func(context.Context, listener.Conn) { return s.Relay().Serve }
 
 // message is a test message with CRLF line ends, unique by n.
 func message(n int) []byte {
